@@ -1,0 +1,91 @@
+"""Input checks shared by every loss and module.
+
+Every check raises a :class:`ValueError` or :class:`TypeError` worded "Expected X, got Y" and
+naming the argument, so that bad input never surfaces as a stack trace from inside torch. The
+checks are plain ``if``/``raise`` (never ``assert``, which ``python -O`` removes).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    """Returns ``x`` if it is a floating-point tensor, else raises ``TypeError``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"Expected `{name}` to be a torch.Tensor, got {type(x).__name__}")
+    if not (x.is_floating_point()):
+        raise TypeError(
+            f"Expected `{name}` to be a floating-point tensor with values in [0, 1], got dtype "
+            f"{x.dtype} (convert integer images with `x.float() / 255`)"
+        )
+    return x
+
+
+def check_image(
+    x: object,
+    name: str,
+    *,
+    channels: int | None = None,
+    min_size: int = 1,
+) -> Tensor:
+    """Checks a batch of images of shape ``(B, C, H, W)``.
+
+    Args:
+        x: the tensor to check.
+        name: the argument name used in error messages.
+        channels: the required channel count ``C``; ``None`` accepts any.
+        min_size: the smallest allowed ``H`` and ``W``.
+
+    Returns:
+        ``x`` unchanged.
+    """
+    x = check_tensor(x, name)
+    if x.ndim != 4:
+        hint = " (add a batch dimension with `x.unsqueeze(0)`)" if x.ndim == 3 else ""
+        raise ValueError(
+            f"Expected `{name}` of shape (B, C, H, W), got {x.ndim}-D shape {tuple(x.shape)}{hint}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"Expected `{name}` to hold at least one sample, got an empty batch")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"Expected `{name}` with {channels} channels, got {x.shape[1]} "
+            f"(shape {tuple(x.shape)})"
+        )
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(
+            f"Expected `{name}` with H and W of at least {min_size}, got "
+            f"{tuple(x.shape[-2:])}"
+        )
+    return x
+
+
+def check_pair(pred: Tensor, target: Tensor, pred_name: str = "pred",
+               target_name: str = "target") -> None:
+    """Checks that two already-validated tensors share shape and device."""
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"Expected `{pred_name}` and `{target_name}` of the same shape, got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    if pred.device != target.device:
+        raise ValueError(
+            f"Expected `{pred_name}` and `{target_name}` on the same device, got "
+            f"{pred.device} and {target.device}"
+        )
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    """Raises ``ValueError`` if ``x`` holds NaN or infinity (an opt-in check: it syncs the GPU)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"Expected `{name}` to hold only finite values, got {bad} NaN/inf values")
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """Returns ``value`` if it is one of ``choices``, else raises ``ValueError``."""
+    if value not in choices:
+        raise ValueError(f"Expected `{name}` to be one of {list(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]

@@ -1,0 +1,109 @@
+"""Module form of the sample-relation loss, holding a frozen BCM."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from torch import Tensor, nn
+
+from erl_losses._reduction import Reduction, check_reduction
+from erl_losses.functional.relation import sample_relation_loss
+from erl_losses.modules.bcm import BatchCorrelationModule
+
+
+class SampleRelationLoss(nn.Module):
+    """ERL's sample-relation loss with a frozen batch-correlation module (paper eq. 4).
+
+    See :func:`erl_losses.functional.sample_relation_loss` for the definition. The weight
+    ``alpha`` (paper: 0.1) stays the caller's: ``loss = l1(out, gt) + 0.1 * relation(out, gt)``.
+
+    The BCM is frozen for good: its parameters never require grad, it is not a registered
+    sub-module (so ``loss.parameters()`` is empty and nothing reaches an optimiser or a
+    checkpoint), it follows ``.to()``/``.cuda()``/``.double()``, and it stays in eval mode even
+    after ``loss.train()``, so the loss is deterministic in train mode.
+
+    Args:
+        bcm: a :class:`~erl_losses.BatchCorrelationModule`, a zoo name or a safetensors path;
+            ``None`` loads the zoo's default pretrained BCM.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` per-sample losses).
+        check_nonfinite: raise on NaN/inf inputs.
+
+    Shape:
+        ``pred``, ``target``: ``(B, 3, H, W)`` in ``[0, 1]``; output: scalar or ``(B,)``.
+
+    Example:
+        >>> relation = SampleRelationLoss(BatchCorrelationModule())
+        >>> out, gt = torch.rand(4, 3, 64, 64, requires_grad=True), torch.rand(4, 3, 64, 64)
+        >>> loss = (out - gt).abs().mean() + 0.1 * relation(out, gt)
+        >>> loss.backward()
+    """
+
+    is_differentiable = True
+    higher_is_better = False
+    min_batch_size = 2
+
+    def __init__(
+        self,
+        bcm: BatchCorrelationModule | str | os.PathLike[str] | None = None,
+        reduction: Reduction = "mean",
+        check_nonfinite: bool = False,
+    ) -> None:
+        super().__init__()
+        self.reduction = check_reduction(reduction)
+        self.check_nonfinite = check_nonfinite
+        if bcm is None or isinstance(bcm, (str, os.PathLike)):
+            bcm = BatchCorrelationModule.from_pretrained(bcm)
+        if not isinstance(bcm, BatchCorrelationModule):
+            raise TypeError(
+                "Expected `bcm` to be a BatchCorrelationModule, a zoo name, a path or None, "
+                f"got {type(bcm).__name__}"
+            )
+        bcm.requires_grad_(False).eval()
+        # Bypass nn.Module.__setattr__ so the BCM is not a child: no parameters, no state_dict.
+        object.__setattr__(self, "_bcm", bcm)
+        self._warned_single = False
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> SampleRelationLoss:
+        """Builds the loss around a zoo BCM (``None``: the default) or a safetensors file.
+
+        ``kwargs`` go to the constructor, except ``work_size`` which overrides the BCM's.
+        """
+        overrides = {"work_size": kwargs.pop("work_size")} if "work_size" in kwargs else {}
+        return cls(BatchCorrelationModule.from_pretrained(name_or_path, **overrides), **kwargs)
+
+    @property
+    def bcm(self) -> BatchCorrelationModule:
+        """The frozen batch-correlation module."""
+        return self._bcm
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        super()._apply(fn, recurse)
+        self._bcm._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True) -> SampleRelationLoss:
+        super().train(mode)
+        self._bcm.eval()
+        return self
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        if pred.ndim == 4 and pred.shape[0] == 1 and not self._warned_single:
+            self._warned_single = True
+            warnings.warn(
+                "SampleRelationLoss got a batch of 1: there is no other sample to relate to, so "
+                "the term degenerates to a per-sample feature loss (use a batch of >= 2, the "
+                "paper uses 4).",
+                UserWarning,
+                stacklevel=2,
+            )
+        return sample_relation_loss(
+            pred, target, self._bcm, self.reduction, check_nonfinite=self.check_nonfinite
+        )
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, bcm={self._bcm.config}"
