@@ -51,19 +51,18 @@ def check_image(
         raise ValueError(f"Expected `{name}` to hold at least one sample, got an empty batch")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(
-            f"Expected `{name}` with {channels} channels, got {x.shape[1]} "
-            f"(shape {tuple(x.shape)})"
+            f"Expected `{name}` with {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})"
         )
     if min(x.shape[-2:]) < min_size:
         raise ValueError(
-            f"Expected `{name}` with H and W of at least {min_size}, got "
-            f"{tuple(x.shape[-2:])}"
+            f"Expected `{name}` with H and W of at least {min_size}, got {tuple(x.shape[-2:])}"
         )
     return x
 
 
-def check_pair(pred: Tensor, target: Tensor, pred_name: str = "pred",
-               target_name: str = "target") -> None:
+def check_pair(
+    pred: Tensor, target: Tensor, pred_name: str = "pred", target_name: str = "target"
+) -> None:
     """Checks that two already-validated tensors share shape and device."""
     if pred.shape != target.shape:
         raise ValueError(
