@@ -1,0 +1,45 @@
+"""Exposure data (needs the ``data`` extra: numpy, pillow, scikit-image, scikit-learn, matplotlib).
+
+* :mod:`.photos`: natural photos bundled in installed packages and their fixed train/test split.
+* :mod:`.render`: the synthetic exposure renderer writing the MSEC layout.
+* :mod:`.datasets`: :class:`MSECDataset` and :class:`SICEDataset` (no torchvision).
+* :mod:`.sampler`: :class:`MixedExposureBatchSampler`, every batch mixes under and over exposure.
+"""
+
+from erl_losses.data.datasets import MSECDataset, SICEDataset, list_images, read_image
+from erl_losses.data.levels import GROUPS, LEVEL_EV, LEVELS, MSEC_LEVELS, SICE_LEVELS, group_of
+from erl_losses.data.photos import HELD_OUT, PRETEXT_TRAIN, list_photos, load_photo, split_photos
+from erl_losses.data.render import (
+    RenderedSet,
+    linear_to_srgb,
+    render_dataset,
+    render_exposures,
+    srgb_to_linear,
+    tone_curve,
+)
+from erl_losses.data.sampler import MixedExposureBatchSampler
+
+__all__ = [
+    "GROUPS",
+    "HELD_OUT",
+    "LEVELS",
+    "LEVEL_EV",
+    "MSEC_LEVELS",
+    "PRETEXT_TRAIN",
+    "SICE_LEVELS",
+    "MSECDataset",
+    "MixedExposureBatchSampler",
+    "RenderedSet",
+    "SICEDataset",
+    "group_of",
+    "linear_to_srgb",
+    "list_images",
+    "list_photos",
+    "load_photo",
+    "read_image",
+    "render_dataset",
+    "render_exposures",
+    "split_photos",
+    "srgb_to_linear",
+    "tone_curve",
+]

@@ -1,0 +1,290 @@
+"""Paired exposure datasets for the real MSEC and SICE layouts (and the synthetic renders).
+
+No torchvision: images are read with Pillow, converted with numpy and returned as torch tensors.
+
+Every item is a dict::
+
+    {"lq": (3, H, W) float32 in [0, 1],   # the mis-exposed input
+     "gt": (3, H, W) float32 in [0, 1],   # the reference
+     "level": str,                        # 'N1.5' ... 'P1.5' (MSEC) or 'low' | 'over' (SICE)
+     "group": 'under' | 'over',           # the paper's groups
+     "lq_path": str, "gt_path": str}
+
+Training mode (``crop`` set and/or ``augment=True``) takes a random square crop at the same place
+in input and GT and applies horizontal flip, vertical flip and a 180 degree rotation, each with
+p = 0.5, as the Huang et al. repos do. Random draws use torch's generator, so DataLoader workers
+are seeded by PyTorch. Unlike those repos, images are not stretched to a multiple of 4: the nets in
+:mod:`erl_losses.archs` pad internally. ``groups`` lists each item's group for
+:class:`~erl_losses.data.sampler.MixedExposureBatchSampler`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of, split_level
+
+__all__ = ["IMAGE_EXTENSIONS", "MSECDataset", "SICEDataset", "list_images", "read_image"]
+
+#: Image file extensions the readers accept (compared case-insensitively).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+_SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "valid": ("valid", "validation", "val"),
+    "test": ("test", "testing"),
+}
+
+
+def list_images(folder: str | Path) -> dict[str, Path]:
+    """``{stem: path}`` of the image files directly in ``folder`` (extension case-insensitive).
+
+    Raises:
+        FileNotFoundError: when ``folder`` is not a directory.
+        ValueError: when two files share a stem (e.g. ``a.jpg`` and ``a.png``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Expected an image folder, got missing path {folder}")
+    out: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            if path.stem in out:
+                raise ValueError(
+                    f"Expected one image per name in {folder}, got {out[path.stem].name} and "
+                    f"{path.name}"
+                )
+            out[path.stem] = path
+    return out
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Reads an image as ``(H, W, 3)`` ``uint8`` RGB (grey and RGBA are converted)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def _format_missing(items: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+class _PairedExposureDataset(Dataset):
+    """Shared loading, cropping and augmentation of ``(lq_path, gt_path, level)`` pairs."""
+
+    def __init__(
+        self, pairs: list[tuple[Path, Path, str]], crop: int | None, augment: bool
+    ) -> None:
+        if crop is not None and (not isinstance(crop, int) or crop < 1):
+            raise ValueError(f"Expected crop to be None or an int >= 1, got {crop!r}")
+        if not pairs:
+            raise ValueError("Expected at least one input/GT pair, got none")
+        self.pairs = pairs
+        self.crop = crop
+        self.augment = bool(augment)
+
+    @property
+    def groups(self) -> list[str]:
+        """The paper's group (``'under'`` | ``'over'``) of every item, in index order."""
+        return [group_of(level) for _, _, level in self.pairs]
+
+    @property
+    def levels(self) -> list[str]:
+        """The exposure level of every item, in index order."""
+        return [level for _, _, level in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        lq_path, gt_path, level = self.pairs[index]
+        lq = _to_tensor(read_image(lq_path))
+        gt = _to_tensor(read_image(gt_path))
+        if lq.shape != gt.shape:
+            raise ValueError(
+                f"Expected input {lq_path} and GT {gt_path} to have the same size, got "
+                f"{tuple(lq.shape[1:])} and {tuple(gt.shape[1:])}"
+            )
+        if self.crop is not None:
+            h, w = lq.shape[1:]
+            if self.crop > min(h, w):
+                raise ValueError(
+                    f"Expected crop <= image size {h}x{w} of {lq_path}, got crop={self.crop}"
+                )
+            top = int(torch.randint(0, h - self.crop + 1, ()))
+            left = int(torch.randint(0, w - self.crop + 1, ()))
+            lq = lq[:, top : top + self.crop, left : left + self.crop]
+            gt = gt[:, top : top + self.crop, left : left + self.crop]
+        if self.augment:
+            flips = torch.rand(3) < 0.5
+            for do, dims in zip(flips.tolist(), ((2,), (1,), (1, 2)), strict=True):
+                if do:
+                    lq, gt = lq.flip(dims), gt.flip(dims)
+        return {
+            "lq": lq.contiguous(),
+            "gt": gt.contiguous(),
+            "level": level,
+            "group": group_of(level),
+            "lq_path": str(lq_path),
+            "gt_path": str(gt_path),
+        }
+
+
+def _resolve_split(root: Path, split: str | None) -> Path:
+    if split is None:
+        return root
+    if split not in _SPLIT_FOLDERS:
+        raise ValueError(f"Expected split in {[*_SPLIT_FOLDERS, None]}, got {split!r}")
+    for name in _SPLIT_FOLDERS[split]:
+        if (root / name).is_dir():
+            return root / name
+    raise FileNotFoundError(
+        f"Expected one of {list(_SPLIT_FOLDERS[split])} under {root} for split {split!r}, got none"
+    )
+
+
+class MSECDataset(_PairedExposureDataset):
+    """MSEC (Afifi et al., CVPR 2021) layout, also written by :func:`~erl_losses.data.render_dataset`.
+
+    ``<root>/<split>/INPUT_IMAGES/<scene>_<level>.<ext>`` paired with
+    ``<root>/<split>/GT_IMAGES/<scene>.<ext>``; ``<level>`` in ``N1.5, N1, 0, P1, P1.5`` and the
+    scene is the name up to the last underscore (MSEC's ``gtRead.m``). Extensions are matched
+    case-insensitively (MSEC uses ``.JPG`` inputs and ``.jpg`` GT). The split folder may be named
+    ``train|training``, ``valid|validation|val`` or ``test|testing``. For the test split, when
+    ``GT_IMAGES`` is absent, the GT is ``expert_<expert>_testing_set`` (expert C by convention).
+
+    Args:
+        root: dataset root (holding the split folders), or the split folder itself with
+            ``split=None``.
+        split: ``'train'``, ``'valid'``, ``'test'`` or ``None``.
+        crop: random square crop side for training, or ``None`` for full images.
+        augment: random flips / 180 degree rotation.
+        levels: keep only these levels (default: all five).
+        expert: which expert's GT folder to use when ``GT_IMAGES`` is absent (``'a'`` ... ``'e'``).
+
+    Raises:
+        FileNotFoundError: missing folders.
+        ValueError: inputs without a GT image (all listed), unrecognised input names, no pairs.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = "train",
+        *,
+        crop: int | None = None,
+        augment: bool = False,
+        levels: Sequence[str] = MSEC_LEVELS,
+        expert: str = "c",
+    ) -> None:
+        unknown = [level for level in levels if level not in MSEC_LEVELS]
+        if unknown:
+            raise ValueError(f"Expected levels from {list(MSEC_LEVELS)}, got {unknown}")
+        if expert not in "abcde" or len(expert) != 1:
+            raise ValueError(f"Expected expert to be one of 'a'..'e', got {expert!r}")
+        base = _resolve_split(Path(root), split)
+        input_dir = base / "INPUT_IMAGES"
+        gt_dir = base / "GT_IMAGES"
+        if not gt_dir.is_dir() and (base / f"expert_{expert}_testing_set").is_dir():
+            gt_dir = base / f"expert_{expert}_testing_set"
+        if not gt_dir.is_dir():
+            raise FileNotFoundError(
+                f"Expected a GT folder GT_IMAGES or expert_{expert}_testing_set in {base}, got none"
+            )
+        inputs = list_images(input_dir)
+        targets = list_images(gt_dir)
+        pairs: list[tuple[Path, Path, str]] = []
+        unparsed: list[str] = []
+        missing: list[str] = []
+        for stem, path in inputs.items():
+            parsed = split_level(stem)
+            if parsed is None:
+                unparsed.append(path.name)
+                continue
+            scene, level = parsed
+            if level not in levels:
+                continue
+            if scene not in targets:
+                missing.append(f"{path.name} -> {scene}.*")
+                continue
+            pairs.append((path, targets[scene], level))
+        if unparsed:
+            raise ValueError(
+                f"Expected input names <scene>_<level> with level in {list(MSEC_LEVELS)} in "
+                f"{input_dir}, got {len(unparsed)} others: {_format_missing(unparsed)}"
+            )
+        if missing:
+            raise ValueError(
+                f"Expected a GT image in {gt_dir} for every input, got {len(missing)} missing: "
+                f"{_format_missing(missing)}"
+            )
+        self.root = base
+        self.input_dir = input_dir
+        self.gt_dir = gt_dir
+        super().__init__(pairs, crop, augment)
+
+
+class SICEDataset(_PairedExposureDataset):
+    """SICE as re-packaged for ENC / FECNet / ECLNet ("SICEV2").
+
+    ``<root>/<split>/{low,over}/<id>.<ext>`` paired with ``<root>/<split>/mid/<id>.<ext>``: the
+    ``mid`` folder is the GT; ``low`` is the under-exposed and ``over`` the over-exposed group.
+    ``root`` may be the ``SICEV2`` folder or its parent.
+
+    Args:
+        root: the ``SICEV2`` folder (or a folder containing it).
+        split: ``'train'`` or ``'test'`` (or ``None`` when ``root`` is the split folder).
+        crop, augment: as :class:`MSECDataset`.
+        levels: which input folders to use (default both ``low`` and ``over``).
+
+    Raises:
+        FileNotFoundError: missing folders.
+        ValueError: inputs without a ``mid`` image (all listed), or no pairs.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = "train",
+        *,
+        crop: int | None = None,
+        augment: bool = False,
+        levels: Sequence[str] = SICE_LEVELS,
+    ) -> None:
+        unknown = [level for level in levels if level not in SICE_LEVELS]
+        if unknown:
+            raise ValueError(f"Expected levels from {list(SICE_LEVELS)}, got {unknown}")
+        root = Path(root)
+        if (root / "SICEV2").is_dir():
+            root = root / "SICEV2"
+        base = _resolve_split(root, split)
+        gt_dir = base / "mid"
+        targets = list_images(gt_dir)
+        pairs: list[tuple[Path, Path, str]] = []
+        missing: list[str] = []
+        for level in levels:
+            for stem, path in list_images(base / level).items():
+                if stem not in targets:
+                    missing.append(f"{level}/{path.name}")
+                    continue
+                pairs.append((path, targets[stem], level))
+        if missing:
+            raise ValueError(
+                f"Expected a GT image in {gt_dir} for every input, got {len(missing)} missing: "
+                f"{_format_missing(missing)}"
+            )
+        self.root = base
+        self.gt_dir = gt_dir
+        super().__init__(pairs, crop, augment)

@@ -1,0 +1,310 @@
+"""The literature's evaluation protocol: PSNR/SSIM per exposure level and per group.
+
+MSEC (Afifi et al. 2021; table 1 of Huang et al. 2023): predictions ``<scene>_<level>.<ext>`` with
+``<level>`` in ``N1.5, N1, 0, P1, P1.5`` are compared with the GT ``<scene>.<ext>``; the groups are
+Under = N1.5 + N1 and Over = 0 + P1 + P1.5, and Average is over all images. SICE (SICEV2 as used by
+ENC / FECNet / ECLNet): under = ``low``, over = ``over``, GT from the ``mid`` folder.
+
+Means are over images. As in the Huang et al. repos, images whose PSNR is infinite (prediction
+identical to the GT) are left out of the PSNR mean; ``psnr_skipped`` counts them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from erl_losses.data.datasets import list_images, read_image
+from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of, split_level
+from erl_losses.evaluation.metrics import metric_backend, psnr_uint8, ssim_uint8
+
+__all__ = ["EvaluationReport", "ImageScore", "RowSummary", "evaluate_folders", "pair_folders"]
+
+Protocol = Literal["msec", "sice"]
+_GROUP_ROWS = (("Under", "under"), ("Over", "over"), ("Average", None))
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """Scores of one prediction: ``name`` is the prediction's file name."""
+
+    name: str
+    scene: str
+    level: str
+    group: str
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class RowSummary:
+    """Mean PSNR (dB, finite values only) and SSIM over ``count`` images."""
+
+    psnr: float
+    ssim: float
+    count: int
+    psnr_skipped: int
+
+
+@dataclass
+class EvaluationReport:
+    """Per-image scores and their per-level and per-group means.
+
+    Attributes:
+        protocol: ``'msec'`` or ``'sice'``.
+        backend: metric backend, ``'basicsr'`` or ``'skimage'``.
+        method: label of the evaluated predictions (the first column of the markdown table).
+        images: one :class:`ImageScore` per prediction.
+        fidelity: optional distribution-level metrics (e.g. ``{'bcm_frechet_distance': ...}``).
+    """
+
+    protocol: str
+    backend: str
+    method: str
+    images: list[ImageScore]
+    fidelity: dict[str, float] = field(default_factory=dict)
+
+    def _levels(self) -> tuple[str, ...]:
+        return MSEC_LEVELS if self.protocol == "msec" else SICE_LEVELS
+
+    @staticmethod
+    def _summarise(scores: Sequence[ImageScore]) -> RowSummary:
+        finite = [s.psnr for s in scores if math.isfinite(s.psnr)]
+        if not scores:
+            psnr = float("nan")
+        elif not finite:
+            psnr = float("inf")
+        else:
+            psnr = sum(finite) / len(finite)
+        ssim = sum(s.ssim for s in scores) / len(scores) if scores else float("nan")
+        return RowSummary(psnr, ssim, len(scores), len(scores) - len(finite))
+
+    def by_level(self) -> dict[str, RowSummary]:
+        """``{level: summary}`` for each protocol level that has predictions, in EV order."""
+        return {
+            level: self._summarise([s for s in self.images if s.level == level])
+            for level in self._levels()
+            if any(s.level == level for s in self.images)
+        }
+
+    def by_group(self) -> dict[str, RowSummary]:
+        """``{'Under': ..., 'Over': ..., 'Average': ...}`` (the paper's table 1 columns)."""
+        return {
+            row: self._summarise([s for s in self.images if group is None or s.group == group])
+            for row, group in _GROUP_ROWS
+        }
+
+    def summary(self) -> dict[str, RowSummary]:
+        """Per-level rows followed by the Under, Over and Average rows."""
+        return {**self.by_level(), **self.by_group()}
+
+    def to_markdown(self) -> str:
+        """Two markdown tables: the paper's table-1 row (Under/Over/Average PSNR and SSIM) and
+        the per-level breakdown."""
+        groups = self.by_group()
+        head = "| Method | " + " | ".join(f"{r} PSNR | {r} SSIM" for r in groups) + " |"
+        rule = "|---" * (1 + 2 * len(groups)) + "|"
+        row = f"| {self.method} | " + " | ".join(
+            f"{g.psnr:.2f} | {g.ssim:.4f}" for g in groups.values()
+        )
+        lines = [
+            f"{self.protocol.upper()} ({len(self.images)} images, metrics: {self.backend})",
+            "",
+            head,
+            rule,
+            row + " |",
+            "",
+            "| Level | Group | PSNR | SSIM | Images |",
+            "|---|---|---|---|---|",
+        ]
+        for level, s in self.by_level().items():
+            lines.append(
+                f"| {level} | {group_of(level)} | {s.psnr:.2f} | {s.ssim:.4f} | {s.count} |"
+            )
+        skipped = sum(1 for s in self.images if not math.isfinite(s.psnr))
+        if skipped:
+            lines += ["", f"{skipped} image(s) with infinite PSNR left out of the PSNR means."]
+        if self.fidelity:
+            lines += ["", "| Fidelity | Value |", "|---|---|"]
+            lines += [f"| {k} | {v:.6g} |" for k, v in self.fidelity.items()]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; infinite PSNRs become ``None``."""
+
+        def clean(value: Any) -> Any:
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        return {
+            "protocol": self.protocol,
+            "backend": self.backend,
+            "method": self.method,
+            "summary": {
+                row: {k: clean(v) for k, v in asdict(s).items()}
+                for row, s in self.summary().items()
+            },
+            "fidelity": {k: clean(v) for k, v in self.fidelity.items()},
+            "images": [{k: clean(v) for k, v in asdict(s).items()} for s in self.images],
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The :meth:`to_dict` as JSON text, also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    def to_csv(self, path: str | Path | None = None, *, per_image: bool = False) -> str:
+        """CSV of the summary rows (``row,group,psnr,ssim,count,psnr_skipped``), or of every image
+        with ``per_image=True``; also written to ``path`` when given."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if per_image:
+            writer.writerow(["name", "scene", "level", "group", "psnr", "ssim"])
+            for s in self.images:
+                writer.writerow([s.name, s.scene, s.level, s.group, s.psnr, s.ssim])
+        else:
+            writer.writerow(["row", "group", "psnr", "ssim", "count", "psnr_skipped"])
+            for row, s in self.summary().items():
+                group = group_of(row) if row in self._levels() else row.lower()
+                writer.writerow([row, group, s.psnr, s.ssim, s.count, s.psnr_skipped])
+        text = buffer.getvalue()
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+
+def _list_missing(items: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _resolve_gt_dir(gt_dir: Path, protocol: str) -> Path:
+    candidates = ("GT_IMAGES", "expert_c_testing_set") if protocol == "msec" else ("mid",)
+    for name in candidates:
+        if (gt_dir / name).is_dir():
+            return gt_dir / name
+    return gt_dir
+
+
+def pair_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    protocol: Protocol = "msec",
+    *,
+    strict: bool = True,
+) -> list[tuple[Path, Path, str, str]]:
+    """Pairs predictions with GT images.
+
+    MSEC: ``<pred_dir>/<scene>_<level>.<ext>`` with ``<gt_dir>/<scene>.<ext>``. SICE: either
+    ``<pred_dir>/{low,over}/<id>.<ext>`` or a flat ``<pred_dir>/<id>_{low,over}.<ext>`` with
+    ``<gt_dir>/<id>.<ext>``. ``gt_dir`` may also be the folder above ``GT_IMAGES`` /
+    ``expert_c_testing_set`` (MSEC) or ``mid`` (SICE). Extensions are matched case-insensitively.
+
+    Args:
+        strict: also require a prediction for every (GT scene, protocol level).
+
+    Returns:
+        ``[(pred_path, gt_path, scene, level)]`` sorted by prediction name.
+
+    Raises:
+        ValueError: unrecognised prediction names, predictions without GT, and (``strict``)
+            GT scenes lacking predictions; each problem is listed.
+        FileNotFoundError: a folder does not exist.
+    """
+    if protocol not in ("msec", "sice"):
+        raise ValueError(f"Expected protocol 'msec' or 'sice', got {protocol!r}")
+    pred_dir, gt_dir = Path(pred_dir), _resolve_gt_dir(Path(gt_dir), protocol)
+    levels = MSEC_LEVELS if protocol == "msec" else SICE_LEVELS
+    targets = list_images(gt_dir)
+    preds: list[tuple[Path, str, str]] = []
+    unparsed: list[str] = []
+    if protocol == "sice" and any((pred_dir / level).is_dir() for level in levels):
+        for level in levels:
+            if (pred_dir / level).is_dir():
+                preds += [(p, stem, level) for stem, p in list_images(pred_dir / level).items()]
+    else:
+        for stem, path in list_images(pred_dir).items():
+            parsed = split_level(stem, levels)
+            if parsed is None:
+                unparsed.append(path.name)
+            else:
+                preds.append((path, *parsed))
+    problems: list[str] = []
+    if unparsed:
+        problems.append(
+            f"Expected prediction names <scene>_<level> with level in {list(levels)}, got "
+            f"{len(unparsed)} others: {_list_missing(unparsed)}"
+        )
+    no_gt = [f"{p.name} -> {scene}.*" for p, scene, _ in preds if scene not in targets]
+    if no_gt:
+        problems.append(
+            f"Expected a GT image in {gt_dir} for every prediction, got {len(no_gt)} missing: "
+            f"{_list_missing(no_gt)}"
+        )
+    if strict:
+        have = {(scene, level) for _, scene, level in preds}
+        no_pred = [
+            f"{scene}_{level}"
+            for scene in sorted(targets)
+            for level in levels
+            if (scene, level) not in have
+        ]
+        if no_pred:
+            problems.append(
+                f"Expected a prediction in {pred_dir} for every GT image and level, got "
+                f"{len(no_pred)} missing: {_list_missing(no_pred)} (strict=False / --partial "
+                f"evaluates only the predictions present)"
+            )
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not preds:
+        raise ValueError(f"Expected predictions in {pred_dir}, got none")
+    pairs = [(p, targets[scene], scene, level) for p, scene, level in preds]
+    return sorted(pairs, key=lambda item: str(item[0]))
+
+
+def evaluate_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    protocol: Protocol = "msec",
+    *,
+    strict: bool = True,
+    backend: str | None = None,
+    method: str = "prediction",
+) -> EvaluationReport:
+    """PSNR/SSIM of every prediction in ``pred_dir`` against ``gt_dir`` under ``protocol``.
+
+    See :func:`pair_folders` for the pairing rules and errors, :mod:`.metrics` for the metrics
+    (8-bit, MAX = 255). Predictions must have their GT's size.
+
+    Returns:
+        An :class:`EvaluationReport` (``to_markdown()``, ``to_json()``, ``to_csv()``).
+    """
+    pairs = pair_folders(pred_dir, gt_dir, protocol, strict=strict)
+    resolved = metric_backend(backend)
+    scores: list[ImageScore] = []
+    for pred_path, gt_path, scene, level in pairs:
+        pred, gt = read_image(pred_path), read_image(gt_path)
+        if pred.shape != gt.shape:
+            raise ValueError(
+                f"Expected prediction {pred_path.name} to have its GT's size {gt.shape[:2]}, got "
+                f"{pred.shape[:2]}"
+            )
+        scores.append(
+            ImageScore(
+                name=pred_path.name,
+                scene=scene,
+                level=level,
+                group=group_of(level),
+                psnr=psnr_uint8(pred, gt, backend=resolved),
+                ssim=ssim_uint8(pred, gt, backend=resolved),
+            )
+        )
+    return EvaluationReport(protocol=protocol, backend=resolved, method=method, images=scores)
