@@ -9,6 +9,7 @@ from torch import Tensor
 
 from erl_losses._reduction import Reduction, check_reduction, reduce
 from erl_losses._validation import check_finite, check_image, check_pair
+from erl_losses.distributed import all_gather_rows, gather_active, gather_sizes
 
 if TYPE_CHECKING:
     from erl_losses.modules.bcm import BatchCorrelationModule
@@ -26,6 +27,7 @@ def sample_relation_loss(
     bcm: BatchCorrelationModule,
     reduction: Reduction = "mean",
     check_nonfinite: bool = False,
+    gather: bool = False,
 ) -> Tensor:
     r"""ERL's sample-relation loss :math:`L_r = \mathrm{mean}\,|t_e(f_e(pred)) - t_e(f_e(gt))|`.
 
@@ -43,9 +45,19 @@ def sample_relation_loss(
         bcm: a (pretrained) :class:`~erl_losses.BatchCorrelationModule`.
         reduction: ``"mean"`` (over the batch), ``"sum"`` or ``"none"`` (``(B,)`` per sample).
         check_nonfinite: raise ``ValueError`` on NaN/inf inputs (syncs the GPU).
+        gather: relate the GLOBAL batch across the ranks of an initialised torch.distributed
+            process group: the per-sample tokens (``bcm.encode_tokens``) of ``pred`` (with
+            gradients) and ``target`` are all-gathered in rank order, so every rank returns the
+            single-process loss of the concatenated batch (per-rank batch sizes may differ).
+            The backward sums all ranks' gradients for a rank's own samples: its local gradient
+            is ``world_size`` times the single-process one, and DDP's averaging turns that back
+            into exactly the single-process gradient (see :mod:`erl_losses.distributed`). Every
+            rank must call the loss. Without a process group it warns once and computes the
+            per-rank relation, as with ``gather=False``.
 
     Returns:
-        A float32 scalar, or ``(B,)`` for ``reduction="none"``.
+        A float32 scalar, or ``(B,)`` for ``reduction="none"`` (with an active ``gather``,
+        ``(N,)`` for the global batch of ``N`` samples, in rank order).
 
     Example:
         >>> from erl_losses import BatchCorrelationModule
@@ -64,6 +76,13 @@ def sample_relation_loss(
     if check_nonfinite:
         check_finite(pred, "pred")
         check_finite(target, "target")
+    if gather_active(gather):
+        with torch.no_grad():
+            tokens_target = bcm.encode_tokens(target)
+            sizes = gather_sizes(pred.shape[0], bcm.token_dim, tokens_target.device)
+            feat_target = bcm.relate(all_gather_rows(tokens_target, sizes))
+        feat_pred = bcm.relate(all_gather_rows(bcm.encode_tokens(pred), sizes))
+        return relation_distance(feat_pred, feat_target, reduction)
     with torch.no_grad():
         feat_target = bcm(target)
     return relation_distance(bcm(pred), feat_target, reduction)

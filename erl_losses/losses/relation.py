@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
+from erl_losses.distributed import world_size
 from erl_losses.functional.relation import sample_relation_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
 
@@ -29,6 +30,10 @@ class SampleRelationLoss(nn.Module):
             ``None`` loads the zoo's default pretrained BCM.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` per-sample losses).
         check_nonfinite: raise on NaN/inf inputs.
+        gather: under an initialised torch.distributed process group, relate the GLOBAL batch
+            (all ranks' samples) instead of each rank's own; every rank gets the single-process
+            loss of the concatenated batch and, after DDP's gradient averaging, its gradient.
+            Without a process group it warns once and relates the local batch.
 
     Shape:
         ``pred``, ``target``: ``(B, 3, H, W)`` in ``[0, 1]``; output: scalar or ``(B,)``.
@@ -49,10 +54,14 @@ class SampleRelationLoss(nn.Module):
         bcm: BatchCorrelationModule | str | os.PathLike[str] | None = None,
         reduction: Reduction = "mean",
         check_nonfinite: bool = False,
+        gather: bool = False,
     ) -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
         self.check_nonfinite = check_nonfinite
+        if not isinstance(gather, bool):
+            raise TypeError(f"Expected `gather` to be a bool, got {type(gather).__name__}")
+        self.gather = gather
         if bcm is None or isinstance(bcm, (str, os.PathLike)):
             bcm = BatchCorrelationModule.from_pretrained(bcm)
         if not isinstance(bcm, BatchCorrelationModule):
@@ -92,7 +101,8 @@ class SampleRelationLoss(nn.Module):
         return self
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        if pred.ndim == 4 and pred.shape[0] == 1 and not self._warned_single:
+        global_batch = self.gather and world_size() > 1
+        if pred.ndim == 4 and pred.shape[0] == 1 and not global_batch and not self._warned_single:
             self._warned_single = True
             warnings.warn(
                 "SampleRelationLoss got a batch of 1: there is no other sample to relate to, so "
@@ -102,8 +112,14 @@ class SampleRelationLoss(nn.Module):
                 stacklevel=2,
             )
         return sample_relation_loss(
-            pred, target, self._bcm, self.reduction, check_nonfinite=self.check_nonfinite
+            pred,
+            target,
+            self._bcm,
+            self.reduction,
+            check_nonfinite=self.check_nonfinite,
+            gather=self.gather,
         )
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, bcm={self._bcm.config}"
+        gather = ", gather=True" if self.gather else ""
+        return f"reduction={self.reduction!r}{gather}, bcm={self._bcm.config}"
