@@ -62,7 +62,7 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 def tone_curve(x: np.ndarray, knee: float = 0.9) -> np.ndarray:
     """Camera highlight shoulder with clipping, on linear exposure values ``x >= 0``.
 
-    ``T(x) = x`` for ``x <= knee``; ``T(x) = x - (x - knee)**2 / (2 (1 - knee))`` up to the white
+    ``T(x) = x`` for ``x <= knee``; ``T(x) = x - (x - knee)**2 / (4 (1 - knee))`` up to the white
     point ``2 - knee``, where ``T = 1`` with zero slope; ``T = 1`` (clipped) above.
 
     Args:
@@ -78,7 +78,7 @@ def tone_curve(x: np.ndarray, knee: float = 0.9) -> np.ndarray:
     if knee == 1.0:
         return np.minimum(x, 1.0)
     white = 2.0 - knee
-    shoulder = x - (x - knee) ** 2 / (2.0 * (1.0 - knee))
+    shoulder = x - (x - knee) ** 2 / (4.0 * (1.0 - knee))
     out = np.where(x <= knee, x, shoulder)
     return np.where(x >= white, 1.0, out)
 
