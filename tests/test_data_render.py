@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -23,7 +24,9 @@ PHOTOS_UNDER_TEST = ("astronaut", "chelsea", "coffee")
 
 @pytest.fixture(scope="module")
 def renders() -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    return {name: (load_photo(name), render_exposures(load_photo(name))) for name in PHOTOS_UNDER_TEST}
+    return {
+        name: (load_photo(name), render_exposures(load_photo(name))) for name in PHOTOS_UNDER_TEST
+    }
 
 
 def test_photo_split_is_fixed_and_disjoint() -> None:
@@ -85,7 +88,7 @@ def test_ev0_re_renders_close_to_the_source(renders) -> None:
 def test_mean_brightness_is_monotone_over_levels(renders) -> None:
     for source, levels in renders.values():
         means = [levels[level].mean() for level in MSEC_LEVELS]
-        assert all(a < b for a, b in zip(means, means[1:], strict=False)), means
+        assert all(a < b for a, b in itertools.pairwise(means)), means
         assert levels["N1"].mean() < source.mean() < levels["P1"].mean()
 
 
