@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", help="write the summary rows as CSV to this file")
     parser.add_argument("--method", help="label of the method in the table")
     parser.add_argument(
+        "--metrics",
+        choices=("auto", "basicsr", "skimage"),
+        default="auto",
+        help="PSNR/SSIM code: basicsr.metrics when importable (auto), or scikit-image",
+    )
+    parser.add_argument(
         "--partial",
         action="store_true",
         help="evaluate only the predictions present instead of requiring every GT x level",
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             gt_dir,
             args.protocol,
             strict=not args.partial,
+            backend=None if args.metrics == "auto" else args.metrics,
             method=args.method or (args.net if use_net else pred_dir.name),
         )
         if args.fidelity:

@@ -79,7 +79,19 @@ def load_net(
         raise ValueError(f"Expected net to be one of {sorted(ARCHS)}, got {name!r}")
     net = build_arch(name, **kwargs)
     if weights is not None:
-        net.load_state_dict(load_state_dict_file(weights), strict=True)
+        state = load_state_dict_file(weights)
+        expected = set(net.state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"Expected weights for {name} in {weights}, got a state dict with "
+                f"{len(missing)} missing keys {missing[:5]} and {len(unexpected)} unexpected keys "
+                f"{unexpected[:5]}"
+            )
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:  # shape mismatches
+            raise ValueError(f"Expected weights for {name} in {weights}, got: {err}") from err
     return net.to(device).eval()
 
 
