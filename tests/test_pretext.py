@@ -1,0 +1,291 @@
+"""The two-stage pretext trainer and ``erl pretrain``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from erl_losses.zoo import Manifest, WeightSpec, load_bcm
+from safetensors.torch import load_file
+
+from erl_losses import BatchCorrelationModule
+from erl_losses.cli import main
+from erl_losses.pretext import (
+    FolderImages,
+    PretextRecipe,
+    RandomCrops,
+    evaluate_bcm,
+    pretrain_bcm,
+    random_relation,
+    read_metadata,
+)
+
+TINY = {
+    "channels": 4,
+    "feat_channels": 2,
+    "grid": 4,
+    "d_model": 8,
+    "num_heads": 2,
+    "num_layers": 1,
+    "ff_mult": 1,
+    "work_size": 32,
+}
+
+
+class NoiseImages:
+    """An in-memory image source: smooth random colour images (fast, no photo loading)."""
+
+    def __init__(self, count: int = 3, size: int = 40) -> None:
+        gen = torch.Generator().manual_seed(123)
+        low = torch.rand(count, 3, 5, 5, generator=gen)
+        smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear")
+        self.images = [(img * 255).round().to(torch.uint8) for img in smooth]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, index: int, crop: int) -> torch.Tensor:
+        return self.images[index]
+
+    def provenance(self) -> dict[str, str]:
+        return {"kind": "test-noise"}
+
+
+def _recipe(**kw: object) -> PretextRecipe:
+    base: dict[str, object] = {
+        "stage1_steps": 4,
+        "stage2_steps": 4,
+        "stage1_batch_size": 2,
+        "batch_size": 3,
+        "crop_size": 16,
+        "seed": 7,
+    }
+    base.update(kw)
+    return PretextRecipe(**base)  # type: ignore[arg-type]
+
+
+def _run(out: Path, recipe: PretextRecipe | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    kw.setdefault("images", NoiseImages())
+    kw.setdefault("evaluate", False)
+    return pretrain_bcm(
+        recipe or _recipe(),
+        out,
+        bcm_config=TINY,
+        progress=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _group(bcm: BatchCorrelationModule, prefix: str) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in bcm.state_dict().items() if k.startswith(prefix)}
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_library_run_writes_zoo_ready_outputs(tmp_path):
+    result = _run(tmp_path / "run", name="tiny-phase", version="3", urls=["https://x.example/f"])
+    out = tmp_path / "run"
+    assert result.weights == out / "tiny-phase-v3.safetensors"
+    for name in ("checkpoint.safetensors", "stage1.safetensors", "log.csv", "tiny-phase.md"):
+        assert (out / name).is_file(), name
+    bcm = load_bcm(result.weights)
+    assert bcm.config == {**TINY, "in_channels": 3}
+    assert _equal(bcm.state_dict(), result.bcm.state_dict())
+    meta = read_metadata(result.weights)
+    assert json.loads(meta["recipe"])["pretext"] == "phase"
+    assert json.loads(meta["data"]) == {"kind": "test-noise"}
+    # the manifest entry is a valid WeightSpec whose sha256 matches the file
+    entry = json.loads(result.manifest_entry.read_text())
+    spec = WeightSpec.from_dict(entry)
+    assert spec.file == result.weights.name and spec.urls == ("https://x.example/f",)
+    Manifest(specs=(spec,), default=spec.name)
+    from erl_losses.zoo import file_sha256
+
+    assert spec.sha256 == file_sha256(result.weights)
+    assert spec.size == result.weights.stat().st_size
+    # the log holds both stages, one row per step here (log_every defaults to 10 > 4 steps)
+    with result.log.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["stage"] for r in rows] == ["1", "2"]
+    assert [int(r["global_step"]) for r in rows] == [4, 8]
+    assert "tiny-phase" in result.card.read_text()
+
+
+def test_stage2_freezes_encoder_and_decoder(tmp_path):
+    steps: list[tuple[int, int]] = []
+    result = _run(tmp_path, callback=lambda step, stage, loss: steps.append((step, stage)))
+    assert steps == [(i, 1) for i in range(1, 5)] + [(i, 2) for i in range(5, 9)]
+    stage1 = load_bcm(tmp_path / "stage1.safetensors")
+    final = result.bcm
+    for frozen in ("f_e.", "f_d_head.", "f_d_tail."):
+        assert _equal(_group(stage1, frozen), _group(final, frozen)), frozen
+    for trained in ("t_e.", "fuse."):
+        assert not _equal(_group(stage1, trained), _group(final, trained)), trained
+    # stage 1 never touches t_e: stage1.safetensors holds the recipe's seeded initial t_e
+    torch.manual_seed(7)
+    fresh = BatchCorrelationModule(**TINY)
+    assert _equal(_group(stage1, "t_e."), _group(fresh, "t_e."))
+    assert not _equal(_group(stage1, "f_e."), _group(fresh, "f_e."))  # stage 1 trained f_e
+
+
+def test_pretext_none_skips_stage2_and_l1_trains_it(tmp_path):
+    none = _run(tmp_path / "none", _recipe(pretext="none"))
+    stage1 = load_bcm(tmp_path / "none" / "stage1.safetensors")
+    assert _equal(none.bcm.state_dict(), stage1.state_dict())
+    l1 = _run(tmp_path / "l1", _recipe(pretext="l1"))
+    assert _equal(_group(l1.bcm, "f_e."), _group(none.bcm, "f_e."))  # same seed, same stage 1
+    assert not _equal(_group(l1.bcm, "t_e."), _group(none.bcm, "t_e."))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_continues_from_the_checkpoint_to_identical_weights(tmp_path):
+    straight = _run(tmp_path / "a", checkpoint_every=3)
+
+    def crash(step: int, stage: int, loss: float) -> None:
+        if step == 7:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _run(tmp_path / "b", checkpoint_every=3, callback=crash)
+    ckpt = tmp_path / "b" / "checkpoint.safetensors"
+    assert json.loads(read_metadata(ckpt)["state"])["global_step"] == 6
+    assert any(k.startswith("optim.") for k in load_file(str(ckpt)))  # Adam moments, no pickle
+    seen: list[int] = []
+    resumed = _run(tmp_path / "b", checkpoint_every=3, resume=True,
+                   callback=lambda step, stage, loss: seen.append(step))  # fmt: skip
+    assert seen == [7, 8]
+    assert _equal(resumed.bcm.state_dict(), straight.bcm.state_dict())
+    with (tmp_path / "b" / "log.csv").open() as handle:
+        assert [int(r["global_step"]) for r in csv.DictReader(handle)] == [4, 8]
+
+
+def test_resume_with_another_recipe_or_without_checkpoint_fails(tmp_path):
+    _run(tmp_path, _recipe(stage2_steps=2))
+    with pytest.raises(ValueError, match="stage2_steps"):
+        _run(tmp_path, _recipe(stage2_steps=3), resume=True)
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        _run(tmp_path / "empty", resume=True)
+
+
+def test_stage1_from_reuses_another_runs_auto_encoder(tmp_path):
+    _run(tmp_path / "phase")
+    stage1 = tmp_path / "phase" / "stage1.safetensors"
+    l1 = _run(tmp_path / "l1", _recipe(pretext="l1", stage1_steps=0), stage1_from=stage1)
+    source = load_bcm(stage1)
+    assert _equal(_group(l1.bcm, "f_e."), _group(source, "f_e."))
+    assert json.loads(read_metadata(l1.weights)["training"])["stage1_from"]["file"] == stage1.name
+    with pytest.raises(ValueError, match="stage1_steps=0"):
+        _run(tmp_path / "x", _recipe(), stage1_from=stage1)
+
+
+def test_random_crops_are_seeded():
+    a = RandomCrops(NoiseImages(), seed=3).sample(4, 16)
+    b = RandomCrops(NoiseImages(), seed=3).sample(4, 16)
+    c = RandomCrops(NoiseImages(), seed=4).sample(4, 16)
+    assert a.shape == (4, 3, 16, 16) and a.dtype == torch.float32
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_evaluate_bcm_on_explicit_batches():
+    torch.manual_seed(0)
+    bcm = BatchCorrelationModule(**TINY)
+    batches = [torch.rand(4, 3, 24, 24) for _ in range(2)]
+    metrics = evaluate_bcm(bcm, batches=batches)
+    assert metrics["phase_loss"] > 0 and metrics["phase_loss_random_te"] > 0
+    assert metrics["recon_psnr_db"] > 0
+    # a BCM compared with itself as the baseline has no reduction
+    same = evaluate_bcm(bcm, baseline=bcm, batches=batches)
+    assert same["phase_loss"] == same["phase_loss_random_te"]
+    other = random_relation(bcm, seed=1)
+    assert _equal(_group(other, "f_e."), _group(bcm, "f_e."))
+    assert not _equal(_group(other, "t_e."), _group(bcm, "t_e."))
+    assert _equal(_group(random_relation(bcm, 1), "t_e."), _group(other, "t_e."))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"pretext": "mse"}, "pretext"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"crop_size": 8}, "crop_size"),
+        ({"stage1_lr": 0.0}, "stage1_lr"),
+        ({"phase_mode": "abs"}, "phase_mode"),
+        ({"stage2_steps": -1}, "stage2_steps"),
+    ],
+)
+def test_recipe_validation(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _recipe(**kw)
+
+
+def test_recipe_round_trip():
+    recipe = _recipe(pretext="l1", betas=(0.8, 0.9))
+    assert PretextRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    with pytest.raises(ValueError, match="unknown"):
+        PretextRecipe.from_dict({**recipe.to_dict(), "lr": 1})
+
+
+def _write_folder(folder: Path, count: int = 3) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (30 + i, 44, 3), dtype=np.uint8)).save(
+            folder / f"img{i}.png"
+        )
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_folder_images(tmp_path):
+    images = FolderImages(_write_folder(tmp_path / "gt"), max_side=32)
+    assert len(images) == 3
+    image = images.get(0, 20)
+    assert image.dtype == torch.uint8 and image.shape[0] == 3 and max(image.shape[1:]) == 32
+    assert images.get(0, 40).shape[1] >= 40  # upscaled to hold a crop
+    assert images.provenance()["num_images"] == 3
+    with pytest.raises(ValueError, match="image files"):
+        FolderImages(_write_folder(tmp_path / "empty", count=0))
+    with pytest.raises(FileNotFoundError, match="directory"):
+        FolderImages(tmp_path / "nope")
+
+
+@pytest.mark.slow
+def test_cli_pretrain_and_resume(tmp_path, capsys):
+    images = _write_folder(tmp_path / "gt")
+    out = tmp_path / "cli"
+    argv = [
+        "pretrain", "--images", str(images), "--out", str(out), "--name", "cli-bcm",
+        "--bcm-config", json.dumps(TINY), "--stage1-steps", "3", "--stage2-steps", "2",
+        "--stage1-batch-size", "2", "--batch-size", "2", "--crop-size", "16",
+        "--checkpoint-every", "2", "--no-progress", "--eval-batches", "1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "cli-bcm-v1.safetensors" in printed and "phase loss" in printed
+    bcm = load_bcm(out / "cli-bcm-v1.safetensors")
+    entry = json.loads((out / "cli-bcm.manifest.json").read_text())
+    assert entry["training"]["command"].startswith("erl pretrain ")
+    assert "--stage1-steps 3" in entry["training"]["command"]
+    assert entry["data"]["kind"] == "image-folder"
+    assert set(entry["metrics"]) >= {"recon_psnr_db", "phase_loss", "phase_loss_random_te"}
+    assert entry["metrics"]["held_out"]["photos"] == ["chelsea", "coffee", "china"]
+    # resuming a finished run changes nothing
+    assert main([*argv, "--resume", "--no-eval"]) == 0
+    assert torch.equal(
+        load_bcm(out / "cli-bcm-v1.safetensors").t_e.in_proj.weight, bcm.t_e.in_proj.weight
+    )
+    # a user error is one line on stderr, exit code 2
+    assert main(["pretrain", "--images", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "directory" in capsys.readouterr().err

@@ -1,0 +1,390 @@
+"""The pretrained-BCM zoo: manifest, resolution, the real download path, the failure contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from erl_losses.zoo import (
+    ChecksumError,
+    Manifest,
+    UnknownModelError,
+    WeightSpec,
+    WeightsUnavailableError,
+    Zoo,
+)
+from erl_losses.zoo import specs as zoo_specs
+
+from erl_losses import BatchCorrelationModule, SampleRelationLoss
+from erl_losses.cli import main
+from erl_losses.pretext import save_weights
+
+TINY = {
+    "in_channels": 3,
+    "channels": 4,
+    "feat_channels": 2,
+    "grid": 4,
+    "d_model": 8,
+    "num_heads": 2,
+    "num_layers": 1,
+    "ff_mult": 1,
+    "work_size": 32,
+}
+FILE = "tiny-v1.safetensors"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a tiny zoo-format BCM file."""
+    torch.manual_seed(0)
+    path = save_weights(
+        BatchCorrelationModule(**TINY), tmp_path_factory.mktemp("w") / FILE, name="tiny"
+    )
+    return path.read_bytes()
+
+
+class _Server:
+    """A local HTTP server with fixed routes: path -> (status, body, declared length)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, bytes, int | None]] = {}
+        self.requests: list[str] = []
+        routes, requests = self.routes, self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                requests.append(self.path)
+                status, body, length = routes.get(self.path, (404, b"not found", None))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body) if length is None else length))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                self.close_connection = True  # a short body + close = a cut connection
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(weights: bytes) -> Iterator[_Server]:
+    srv = _Server()
+    wrong = bytearray(weights)
+    wrong[len(wrong) // 2] ^= 0xFF
+    srv.routes.update(
+        {
+            f"/good/{FILE}": (200, weights, None),
+            f"/wrong/{FILE}": (200, bytes(wrong), None),
+            f"/cut/{FILE}": (200, weights[: len(weights) // 2], len(weights)),
+            f"/long/{FILE}": (200, weights + b"0" * 100, None),
+        }
+    )
+    yield srv
+    srv.close()
+
+
+def _spec(weights: bytes, urls: list[str]) -> WeightSpec:
+    return WeightSpec(
+        name="tiny",
+        version="1",
+        file=FILE,
+        sha256=hashlib.sha256(weights).hexdigest(),
+        size=len(weights),
+        urls=tuple(urls),
+        license="MIT",
+        config=TINY,
+    )
+
+
+def _zoo(tmp_path: Path, weights: bytes, urls: list[str], **kw: object) -> Zoo:
+    manifest = Manifest(specs=(_spec(weights, urls),), default="tiny")
+    (tmp_path / "pkg").mkdir(exist_ok=True)
+    kw.setdefault("offline", False)
+    return Zoo(manifest, package_dir=tmp_path / "pkg", home=tmp_path / "home", **kw)  # type: ignore[arg-type]
+
+
+def _cache_files(zoo: Zoo) -> list[str]:
+    return sorted(p.name for p in zoo.cache_dir.iterdir()) if zoo.cache_dir.exists() else []
+
+
+# -- the real download path ---------------------------------------------------------------------
+def test_download_good_file_is_verified_cached_and_loadable(tmp_path, weights, server):
+    zoo = _zoo(tmp_path, weights, [f"{server.url}/good/{FILE}"])
+    path = zoo.fetch("tiny")
+    assert path == zoo.cache_dir / FILE
+    assert path.read_bytes() == weights
+    assert _cache_files(zoo) == [FILE]
+    bcm = zoo.load_bcm("tiny")
+    assert bcm.config == TINY
+    assert not bcm.training
+    # second use: served from the cache, no new request
+    zoo.load_bcm()
+    assert server.requests == [f"/good/{FILE}"]
+
+
+@pytest.mark.parametrize(
+    ("route", "words"),
+    [
+        ("wrong", ["sha256", "discarded"]),
+        ("cut", ["interrupted"]),
+        ("404", ["HTTP 404"]),
+        ("long", ["got more"]),
+    ],
+)
+def test_failed_download_leaves_nothing_in_the_cache(tmp_path, weights, server, route, words):
+    zoo = _zoo(tmp_path, weights, [f"{server.url}/{route}/{FILE}"])
+    with pytest.raises(WeightsUnavailableError) as info:
+        zoo.fetch("tiny")
+    message = str(info.value)
+    for word in words:
+        assert word in message
+    assert FILE in message and str(zoo.cache_dir / FILE) in message  # where to put it
+    assert _cache_files(zoo) == []  # no partial, no temp file
+    with pytest.raises(WeightsUnavailableError):
+        zoo.load_bcm("tiny")
+
+
+def test_download_falls_back_to_the_next_url(tmp_path, weights, server):
+    zoo = _zoo(tmp_path, weights, [f"{server.url}/404/{FILE}", f"{server.url}/cut/{FILE}",
+                                   f"{server.url}/good/{FILE}"])  # fmt: skip
+    assert zoo.fetch("tiny").read_bytes() == weights
+    assert _cache_files(zoo) == [FILE]
+    assert len(server.requests) == 3
+
+
+def test_connection_refused_is_a_clear_error(tmp_path, weights, server):
+    url = server.url
+    server.close()
+    zoo = _zoo(tmp_path, weights, [f"{url}/good/{FILE}"], timeout=5.0)
+    with pytest.raises(WeightsUnavailableError, match=r"cannot connect|interrupted"):
+        zoo.fetch("tiny")
+    assert _cache_files(zoo) == []
+
+
+def test_mirror_environment_variable(tmp_path, weights, server, monkeypatch):
+    monkeypatch.setenv("ERL_LOSSES_MIRROR", f"{server.url}/404 {server.url}/good")
+    zoo = _zoo(tmp_path, weights, [])
+    assert zoo.fetch("tiny").read_bytes() == weights
+
+
+def test_offline_never_touches_the_network(tmp_path, weights, server, monkeypatch):
+    monkeypatch.setenv("ERL_LOSSES_OFFLINE", "1")
+    zoo = _zoo(tmp_path, weights, [f"{server.url}/good/{FILE}"], offline=None)
+    with pytest.raises(WeightsUnavailableError) as info:
+        zoo.load_bcm("tiny")
+    message = str(info.value)
+    assert "ERL_LOSSES_OFFLINE" in message
+    assert FILE in message and str(zoo.cache_dir / FILE) in message
+    assert server.requests == []
+    # putting the file where the message says makes it work offline
+    (zoo.cache_dir).mkdir(parents=True)
+    (zoo.cache_dir / FILE).write_bytes(weights)
+    assert zoo.load_bcm("tiny").config == TINY
+
+
+def test_no_url_says_where_to_put_the_file(tmp_path, weights):
+    zoo = _zoo(tmp_path, weights, [])
+    with pytest.raises(WeightsUnavailableError, match="no download URL") as info:
+        zoo.fetch("tiny")
+    assert str(zoo.cache_dir / FILE) in str(info.value)
+
+
+# -- tampered files -----------------------------------------------------------------------------
+def _tampered(weights: bytes) -> bytes:
+    data = bytearray(weights)
+    data[-1] ^= 0x01  # the last byte of the last tensor: still a valid safetensors file
+    return bytes(data)
+
+
+def test_tampered_shipped_file_is_refused(tmp_path, weights, server):
+    zoo = _zoo(tmp_path, weights, [f"{server.url}/good/{FILE}"])
+    shipped = zoo.package_dir / FILE
+    shipped.write_bytes(_tampered(weights))
+    for call in (lambda: zoo.fetch("tiny"), lambda: zoo.load_bcm("tiny"), lambda: zoo.load_bcm()):
+        with pytest.raises(ChecksumError) as info:
+            call()
+        assert "sha256" in str(info.value) and str(shipped) in str(info.value)
+    assert server.requests == []  # a damaged install is reported, not papered over
+    [result] = zoo.verify("tiny")
+    assert result.status == "checksum-mismatch" and not result.ok
+    shipped.write_bytes(weights)
+    assert zoo.fetch("tiny") == shipped
+    assert zoo.verify()[0].status == "ok"
+
+
+def test_tampered_cached_file_is_refused_and_force_refetches(tmp_path, weights, server):
+    zoo = _zoo(tmp_path, weights, [f"{server.url}/good/{FILE}"])
+    zoo.cache_dir.mkdir(parents=True)
+    cached = zoo.cache_dir / FILE
+    cached.write_bytes(_tampered(weights))
+    with pytest.raises(ChecksumError) as info:
+        zoo.load_bcm("tiny")
+    message = str(info.value)
+    assert "checksum" in message and str(cached) in message and "--force" in message
+    assert server.requests == []
+    assert zoo.fetch("tiny", force=True).read_bytes() == weights
+    assert _cache_files(zoo) == [FILE]
+
+
+def test_truncated_explicit_path_is_refused(tmp_path, weights):
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ValueError, match="safetensors"):
+        _zoo(tmp_path, weights, []).load_bcm(path)
+
+
+# -- names, paths, overrides --------------------------------------------------------------------
+def test_unknown_name_lists_the_known_names(tmp_path, weights):
+    zoo = _zoo(tmp_path, weights, [])
+    with pytest.raises(UnknownModelError, match=r"\['tiny'\].*'nope'"):
+        zoo.load_bcm("nope")
+    with pytest.raises(UnknownModelError) as info:
+        BatchCorrelationModule.from_pretrained("no-such-bcm")
+    from erl_losses import zoo as shipped
+
+    for name in shipped.names():
+        assert name in str(info.value)
+
+
+def test_explicit_path_and_overrides(tmp_path, weights):
+    zoo = _zoo(tmp_path, weights, [])
+    path = tmp_path / "mine.safetensors"
+    path.write_bytes(weights)
+    for arg in (path, str(path)):
+        assert zoo.load_bcm(arg).config == TINY
+    assert zoo.load_bcm(path, work_size=None).work_size is None
+    with pytest.raises(ValueError, match="Expected overrides among"):
+        zoo.load_bcm(path, channels=8)
+    with pytest.raises(FileNotFoundError):
+        zoo.load_bcm(tmp_path / "missing.safetensors")
+    with pytest.raises(TypeError, match="name_or_path"):
+        zoo.load_bcm(3)  # type: ignore[arg-type]
+
+
+def test_a_safetensors_file_without_bcm_metadata_is_refused(tmp_path, weights):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "plain.safetensors"
+    save_file(BatchCorrelationModule(**TINY).state_dict(), str(path))
+    with pytest.raises(ValueError, match="config"):
+        _zoo(tmp_path, weights, []).load_bcm(path)
+
+
+def test_manifest_config_must_match_the_file(tmp_path, weights):
+    spec = dataclasses.replace(_spec(weights, []), config={**TINY, "channels": 8})
+    zoo = Zoo(Manifest(specs=(spec,), default="tiny"), package_dir=tmp_path, home=tmp_path)
+    (tmp_path / FILE).write_bytes(weights)
+    with pytest.raises(ValueError, match="match the manifest"):
+        zoo.load_bcm()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("sha256", "abc", "sha256"),
+        ("file", "../evil.safetensors", "file"),
+        ("file", "weights.pt", "file"),
+        ("size", 0, "size"),
+        ("name", "Bad Name", "name"),
+        ("urls", ("ftp://x/y",), "URLs"),
+    ],
+)
+def test_spec_validation(weights, field, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(_spec(weights, []), **{field: value})
+
+
+def test_manifest_rejects_unknown_keys_and_bad_default(weights):
+    entry = _spec(weights, []).to_dict()
+    with pytest.raises(ValueError, match="unknown"):
+        WeightSpec.from_dict({**entry, "sha": "x"})
+    with pytest.raises(ValueError, match="default"):
+        Manifest.from_dict({"format": 1, "default": "other", "models": [entry]})
+    assert Manifest.from_dict({"format": 1, "default": "tiny", "models": [entry]}).names() == [
+        "tiny"
+    ]
+
+
+# -- the shipped zoo ----------------------------------------------------------------------------
+def test_shipped_manifest_files_and_cards():
+    from erl_losses import zoo
+
+    manifest = zoo.load_manifest()
+    assert manifest.default in zoo.names()
+    assert zoo.default_name() == manifest.default
+    raw = json.loads(zoo_specs.MANIFEST.read_text())
+    assert raw["format"] == 1
+    for spec in manifest.specs:
+        path = zoo_specs.MANIFEST.parent / spec.file
+        assert path.is_file(), f"{spec.file} is listed but not shipped"
+        assert path.stat().st_size == spec.size <= 8 * 1024 * 1024
+        assert zoo.file_sha256(path) == spec.sha256
+        assert spec.card and (zoo_specs.MANIFEST.parent / spec.card).is_file()
+        assert spec.license and spec.data and spec.recipe and spec.training
+    assert all(v.ok and v.status == "ok" for v in zoo.verify())
+
+
+def test_default_bcm_was_really_trained():
+    from erl_losses import zoo
+
+    spec = zoo.get_spec(zoo.default_name())
+    assert spec.recipe["pretext"] == "phase"
+    m = spec.metrics
+    assert m["recon_psnr_db"] >= 25.0
+    assert m["phase_loss"] < m["phase_loss_random_te"]
+    bcm = zoo.load_bcm()
+    assert bcm.config == spec.bcm_config
+
+
+def test_from_pretrained_offline_on_a_fresh_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ERL_LOSSES_HOME", str(tmp_path / "fresh"))
+    monkeypatch.setenv("ERL_LOSSES_OFFLINE", "1")
+    monkeypatch.delenv("ERL_LOSSES_MIRROR", raising=False)
+    loss = SampleRelationLoss.from_pretrained()
+    pred = torch.rand(4, 3, 48, 48, requires_grad=True)
+    value = loss(pred, torch.rand(4, 3, 48, 48))
+    value.backward()
+    assert torch.isfinite(value) and pred.grad is not None
+    assert not (tmp_path / "fresh").exists()  # nothing downloaded or written
+    assert SampleRelationLoss.from_pretrained(work_size=None).bcm.work_size is None
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+def test_cli_list_fetch_verify(capsys, tmp_path):
+    from erl_losses import zoo
+
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in zoo.names():
+        assert name in out
+    assert main(["zoo", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in listed] == zoo.names()
+    default = zoo.default_name()
+    assert main(["zoo", "fetch", default]) == 0
+    assert capsys.readouterr().out.strip() == str(zoo.fetch(default))
+    assert main(["zoo", "verify"]) == 0
+    assert main(["zoo", "verify", str(zoo.fetch(default))]) == 0
+    assert "ok" in capsys.readouterr().out
+    bad = tmp_path / zoo.get_spec(default).file
+    bad.write_bytes(_tampered(zoo.fetch(default).read_bytes()))
+    assert main(["zoo", "verify", str(bad)]) == 1
+    assert "checksum" in capsys.readouterr().out
+    assert main(["zoo", "fetch", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -1,0 +1,530 @@
+"""Finding, downloading, verifying and loading zoo weights.
+
+Resolution order for a zoo name: the file shipped inside the package -> the cache
+(``ERL_LOSSES_HOME``, default ``$XDG_CACHE_HOME/erl-losses`` or ``~/.cache/erl-losses``; files
+live in its ``zoo/`` folder) -> a download from ``ERL_LOSSES_MIRROR`` (base URLs, space-separated)
+and the manifest's URLs. Every file is sha256-verified before use; a download goes to a temporary
+file in the cache folder and is renamed into place (``os.replace``, atomic) only once its size and
+sha256 match, so an interrupted or corrupted download leaves nothing behind. ``ERL_LOSSES_OFFLINE=1``
+forbids the network. Weights are read with ``safetensors`` only (nothing is ever unpickled) and
+loaded with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from erl_losses.zoo.specs import MANIFEST, Manifest, WeightSpec, load_manifest
+
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "UnknownModelError",
+    "Verification",
+    "WeightsUnavailableError",
+    "Zoo",
+    "ZooError",
+    "file_sha256",
+    "home_dir",
+    "is_offline",
+    "load_bcm_file",
+]
+
+#: Config entries that may be overridden at load time: they do not change the weights' meaning.
+OVERRIDABLE: tuple[str, ...] = ("work_size",)
+
+_CHUNK = 1 << 16
+
+
+class ZooError(Exception):
+    """Base class of the zoo's errors."""
+
+
+class UnknownModelError(ZooError, ValueError):
+    """A name that is not in the manifest; the message lists the known names."""
+
+
+class ChecksumError(ZooError, ValueError):
+    """A file whose sha256 (or size) differs from the manifest's; it is never loaded."""
+
+
+class WeightsUnavailableError(ZooError, FileNotFoundError):
+    """The weights are neither shipped nor cached and cannot be downloaded (offline, failed)."""
+
+
+class DownloadError(ZooError, OSError):
+    """One download attempt failed (the temporary file is already removed)."""
+
+
+def home_dir() -> Path:
+    """The cache root: ``ERL_LOSSES_HOME``, else ``$XDG_CACHE_HOME/erl-losses``, else
+    ``~/.cache/erl-losses`` (read at each call, so changing the environment takes effect)."""
+    env = os.environ.get("ERL_LOSSES_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "erl-losses"
+
+
+def is_offline() -> bool:
+    """Whether ``ERL_LOSSES_OFFLINE`` forbids downloads (``1``, ``true``, ``yes`` or ``on``)."""
+    return os.environ.get("ERL_LOSSES_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _mirrors() -> list[str]:
+    return os.environ.get("ERL_LOSSES_MIRROR", "").split()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_file(path: Path, spec: WeightSpec, where: str, remedy: str) -> None:
+    """Raises :class:`ChecksumError` unless ``path`` has ``spec``'s size and sha256."""
+    size = path.stat().st_size
+    digest = file_sha256(path)
+    if digest != spec.sha256 or size != spec.size:
+        raise ChecksumError(
+            f"sha256 checksum mismatch for the {where} file {str(path)!r} of zoo entry "
+            f"{spec.name!r}: expected sha256 {spec.sha256} ({spec.size} bytes), got {digest} "
+            f"({size} bytes). The file is damaged or was replaced and was NOT loaded; {remedy}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a weights file
+# ---------------------------------------------------------------------------------------------
+def read_bcm_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a BCM safetensors file; unreadable files raise ``ValueError``."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types (SafetensorError, OSError)
+        raise ValueError(
+            f"Expected a readable safetensors file at {str(path)!r}, got {type(err).__name__}: "
+            f"{err}"
+        ) from err
+
+
+def load_bcm_file(
+    path: str | os.PathLike[str],
+    *,
+    expected_config: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
+    """Builds a :class:`~erl_losses.BatchCorrelationModule` from a zoo-format safetensors file.
+
+    The file's metadata must hold the BCM ``config`` (as written by
+    :func:`erl_losses.pretext.save_weights`). Nothing is checksummed here (an explicit path has
+    no reference digest); zoo names go through :meth:`Zoo.load_bcm`, which verifies first.
+
+    Args:
+        path: the safetensors file.
+        expected_config: if given, the file's config must equal it (the manifest's config).
+        **overrides: config entries in :data:`OVERRIDABLE` (e.g. ``work_size``) to replace.
+
+    Returns:
+        The module in eval mode.
+    """
+    from safetensors.torch import load_file
+
+    from erl_losses.modules.bcm import BatchCorrelationModule
+    from erl_losses.pretext import WEIGHTS_FORMAT
+
+    path = Path(path)
+    bad = sorted(set(overrides) - set(OVERRIDABLE))
+    if bad:
+        raise ValueError(
+            f"Expected overrides among {list(OVERRIDABLE)} (the others change the weights' "
+            f"meaning), got {bad}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"Expected a BCM safetensors file at {str(path)!r}, got no file")
+    meta = read_bcm_metadata(path)
+    if meta.get("format") != WEIGHTS_FORMAT or "config" not in meta:
+        raise ValueError(
+            f"Expected a BCM weights file (metadata format {WEIGHTS_FORMAT!r} with a 'config'), "
+            f"got format {meta.get('format')!r} in {str(path)!r}; write one with "
+            "erl_losses.pretext.save_weights(bcm, path)"
+        )
+    config = json.loads(meta["config"])
+    if expected_config is not None and config != expected_config:
+        raise ValueError(
+            f"Expected the config of {str(path)!r} to match the manifest {expected_config}, "
+            f"got {config}"
+        )
+    config.update(overrides)
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:
+        raise ValueError(
+            f"Expected a complete safetensors file at {str(path)!r}, got {type(err).__name__}: "
+            f"{err}"
+        ) from err
+    bcm = BatchCorrelationModule(**config)
+    try:
+        bcm.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"Expected the tensors of {str(path)!r} to match a BCM with config {config}, got: {err}"
+        ) from err
+    return bcm.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification report
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of :meth:`Zoo.verify` for one entry or path.
+
+    Attributes:
+        name: the zoo name (``None`` for a file that matches no entry).
+        path: the file checked (``None`` if there is none locally).
+        status: ``"ok"``, ``"checksum-mismatch"``, ``"missing"`` (not shipped, not cached),
+            ``"unregistered"`` (a loadable BCM file whose sha256 is in no manifest entry) or
+            ``"invalid"`` (not a loadable BCM file).
+        ok: whether the file is usable as it is (``"ok"`` or ``"unregistered"``).
+        message: details for people.
+        sha256: the file's digest, if there is a file.
+    """
+
+    name: str | None
+    path: Path | None
+    status: str
+    ok: bool
+    message: str
+    sha256: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The zoo
+# ---------------------------------------------------------------------------------------------
+class Zoo:
+    """A set of weight specs with a package folder and a cache folder.
+
+    The module-level functions of :mod:`erl_losses.zoo` use the zoo of the shipped manifest;
+    tests and mirrors can build their own.
+
+    Args:
+        manifest: the specs (default: the shipped ``manifest.json``).
+        package_dir: where shipped files live (default: the zoo package folder).
+        home: the cache root (default: :func:`home_dir`, read at each call).
+        offline: forbid downloads (default: :func:`is_offline`, read at each call).
+        timeout: seconds a download may stall before it fails.
+        progress: draw a tqdm bar while downloading (``None``: only on a terminal).
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | str | os.PathLike[str] | None = None,
+        *,
+        package_dir: str | os.PathLike[str] | None = None,
+        home: str | os.PathLike[str] | None = None,
+        offline: bool | None = None,
+        timeout: float = 30.0,
+        progress: bool | None = None,
+    ) -> None:
+        if manifest is None or isinstance(manifest, (str, os.PathLike)):
+            manifest = load_manifest(manifest or MANIFEST)
+        self.manifest = manifest
+        self._by_name = {s.name: s for s in manifest.specs}
+        self.package_dir = Path(package_dir) if package_dir is not None else MANIFEST.parent
+        self._home = Path(home) if home is not None else None
+        self._offline = offline
+        self.timeout = timeout
+        self.progress = progress
+
+    # -- names ----------------------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        """The cache root."""
+        return self._home if self._home is not None else home_dir()
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where downloaded files live: ``home / "zoo"``."""
+        return self.home / "zoo"
+
+    @property
+    def offline(self) -> bool:
+        return self._offline if self._offline is not None else is_offline()
+
+    def names(self) -> list[str]:
+        """The known names, in manifest order."""
+        return self.manifest.names()
+
+    @property
+    def default(self) -> str:
+        """The name :meth:`load_bcm` uses for ``None``."""
+        if self.manifest.default is None:
+            raise WeightsUnavailableError("Expected the zoo manifest to name a default, got none")
+        return self.manifest.default
+
+    def spec(self, name: str) -> WeightSpec:
+        """The spec of ``name``; an unknown name raises :class:`UnknownModelError`."""
+        if not isinstance(name, str):
+            raise TypeError(f"Expected `name` to be a str, got {type(name).__name__}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownModelError(
+                f"Expected a zoo name among {self.names()}, got {name!r} "
+                "(or pass a path to a '.safetensors' file)"
+            ) from None
+
+    # -- locating and fetching ------------------------------------------------------------------
+    def shipped_path(self, spec: WeightSpec) -> Path:
+        return self.package_dir / spec.file
+
+    def cached_path(self, spec: WeightSpec) -> Path:
+        return self.cache_dir / spec.file
+
+    def locate(self, name: str) -> Path | None:
+        """The local (shipped or cached) file of ``name`` without verifying it, or ``None``."""
+        spec = self.spec(name)
+        for path in (self.shipped_path(spec), self.cached_path(spec)):
+            if path.is_file():
+                return path
+        return None
+
+    def _where_to_put(self, spec: WeightSpec) -> str:
+        return (
+            f"put {spec.file} (sha256 {spec.sha256}, {spec.size} bytes) at "
+            f"{str(self.cached_path(spec))!r} (the cache; set ERL_LOSSES_HOME to move it), or "
+            "pass the file's path instead of the name"
+        )
+
+    def fetch(self, name: str | None = None, *, force: bool = False) -> Path:
+        """The verified local file of ``name`` (``None``: the default), downloading if needed.
+
+        Args:
+            name: a zoo name.
+            force: re-download into the cache even if a (possibly damaged) cached copy exists.
+
+        Raises:
+            UnknownModelError: ``name`` is not in the manifest.
+            ChecksumError: the shipped or cached file does not match the manifest's sha256.
+            WeightsUnavailableError: no local file and offline, no URL, or every download failed.
+        """
+        spec = self.spec(self.default if name is None else name)
+        shipped = self.shipped_path(spec)
+        if shipped.is_file():
+            _check_file(
+                shipped, spec, "shipped",
+                "reinstall erl-losses (pip install --force-reinstall erl-losses).",
+            )  # fmt: skip
+            return shipped
+        cached = self.cached_path(spec)
+        if cached.is_file() and not force:
+            _check_file(
+                cached, spec, "cached",
+                f"delete it or run `erl zoo fetch {spec.name} --force` to download it again.",
+            )  # fmt: skip
+            return cached
+        if self.offline:
+            raise WeightsUnavailableError(
+                f"The weights of {spec.name!r} are not shipped or cached and ERL_LOSSES_OFFLINE "
+                f"forbids downloading them: {self._where_to_put(spec)}."
+            )
+        urls = [f"{m.rstrip('/')}/{spec.file}" for m in _mirrors()] + list(spec.urls)
+        if not urls:
+            raise WeightsUnavailableError(
+                f"The weights of {spec.name!r} are not shipped or cached and the manifest lists no "
+                f"download URL (set ERL_LOSSES_MIRROR to a base URL): {self._where_to_put(spec)}."
+            )
+        failures = []
+        for url in urls:
+            try:
+                _download(url, cached, spec, timeout=self.timeout, progress=self.progress)
+                return cached
+            except (DownloadError, ChecksumError) as err:
+                failures.append(f"  {url}: {err}")
+        raise WeightsUnavailableError(
+            f"Could not download the weights of {spec.name!r}:\n" + "\n".join(failures) + "\n"
+            f"Nothing was left in the cache; {self._where_to_put(spec)}."
+        )
+
+    # -- loading --------------------------------------------------------------------------------
+    def load_bcm(self, name_or_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:
+        """A pretrained :class:`~erl_losses.BatchCorrelationModule` (eval mode).
+
+        Args:
+            name_or_path: ``None`` (the default BCM), a zoo name, or a path to a safetensors file
+                (an ``os.PathLike``, or a string ending in ``.safetensors`` or containing a path
+                separator).
+            **overrides: entries of :data:`OVERRIDABLE`, e.g. ``work_size=None``.
+        """
+        if _is_path(name_or_path):
+            return load_bcm_file(Path(name_or_path), **overrides)  # type: ignore[arg-type]
+        spec = self.spec(self.default if name_or_path is None else name_or_path)  # type: ignore[arg-type]
+        return load_bcm_file(self.fetch(spec.name), expected_config=spec.bcm_config, **overrides)
+
+    # -- verification ---------------------------------------------------------------------------
+    def verify(self, name_or_path: str | os.PathLike[str] | None = None) -> list[Verification]:
+        """Checks local files against the manifest without downloading anything.
+
+        Args:
+            name_or_path: ``None`` checks every entry; a name checks that entry's local file; a
+                path checks that file: its sha256 is looked up in the manifest, and a file that
+                matches no entry must at least load as a BCM.
+
+        Returns:
+            One :class:`Verification` per entry or file.
+        """
+        if name_or_path is None:
+            return [self._verify_name(name) for name in self.names()]
+        if _is_path(name_or_path):
+            return [self._verify_path(Path(name_or_path))]  # type: ignore[arg-type]
+        return [self._verify_name(name_or_path)]  # type: ignore[arg-type]
+
+    def _verify_name(self, name: str) -> Verification:
+        spec = self.spec(name)
+        found = [p for p in (self.shipped_path(spec), self.cached_path(spec)) if p.is_file()]
+        if not found:
+            return Verification(
+                name, None, "missing", False, f"not shipped or cached; {self._where_to_put(spec)}"
+            )
+        path = found[0]
+        digest = file_sha256(path)
+        if digest != spec.sha256 or path.stat().st_size != spec.size:
+            return Verification(
+                name, path, "checksum-mismatch", False,
+                f"sha256 checksum mismatch: expected {spec.sha256}, got {digest}", digest,
+            )  # fmt: skip
+        where = "shipped" if path == self.shipped_path(spec) else "cached"
+        return Verification(name, path, "ok", True, f"{where}, sha256 ok", digest)
+
+    def _verify_path(self, path: Path) -> Verification:
+        if not path.is_file():
+            return Verification(None, path, "missing", False, "no such file")
+        digest = file_sha256(path)
+        for spec in self.manifest.specs:
+            if spec.sha256 == digest:
+                return Verification(
+                    spec.name, path, "ok", True, "sha256 matches the manifest", digest
+                )
+        same_file = [s for s in self.manifest.specs if s.file == path.name]
+        if same_file:
+            spec = same_file[0]
+            return Verification(
+                spec.name, path, "checksum-mismatch", False,
+                f"sha256 checksum mismatch with zoo entry {spec.name!r}: expected {spec.sha256}, "
+                f"got {digest}", digest,
+            )  # fmt: skip
+        try:
+            bcm = load_bcm_file(path)
+        except (ValueError, FileNotFoundError) as err:
+            return Verification(None, path, "invalid", False, str(err), digest)
+        return Verification(
+            None, path, "unregistered", True,
+            f"a loadable BCM ({bcm.config}) that matches no manifest entry", digest,
+        )  # fmt: skip
+
+
+def _is_path(value: object) -> bool:
+    if isinstance(value, os.PathLike):
+        return True
+    if isinstance(value, str):
+        return value.endswith(".safetensors") or os.sep in value or "/" in value
+    if value is not None:
+        raise TypeError(
+            f"Expected `name_or_path` to be None, a zoo name or a path, got {type(value).__name__}"
+        )
+    return False
+
+
+def _download(
+    url: str, dest: Path, spec: WeightSpec, *, timeout: float, progress: bool | None
+) -> None:
+    """Downloads ``url`` to ``dest`` through a verified temporary file in ``dest``'s folder.
+
+    The temporary file is removed on any failure (HTTP error, refused or cut connection, wrong
+    size, wrong sha256, interruption), so the cache never holds a partial or wrong file.
+    """
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        received = 0
+        request = urllib.request.Request(url, headers={"User-Agent": "erl-losses"})
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response, tqdm(
+                    total=spec.size, unit="B", unit_scale=True, desc=spec.file,
+                    disable=None if progress is None else not progress, leave=False,
+                ) as bar:  # fmt: skip
+                    while True:
+                        chunk = response.read(_CHUNK)
+                        if not chunk:
+                            break
+                        received += len(chunk)
+                        if received > spec.size:
+                            raise DownloadError(
+                                f"expected {spec.size} bytes, got more (wrong file at this URL)"
+                            )
+                        digest.update(chunk)
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            except urllib.error.HTTPError as err:
+                raise DownloadError(f"HTTP {err.code} {err.reason}") from err
+            except urllib.error.URLError as err:
+                raise DownloadError(f"cannot connect: {err.reason}") from err
+            except (http.client.HTTPException, OSError) as err:
+                if isinstance(err, DownloadError):
+                    raise
+                raise DownloadError(
+                    f"interrupted after {received} of {spec.size} bytes: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            out.flush()
+            os.fsync(out.fileno())
+        if received != spec.size:
+            raise DownloadError(
+                f"interrupted: expected {spec.size} bytes, got {received} (connection closed early)"
+            )
+        if digest.hexdigest() != spec.sha256:
+            raise ChecksumError(
+                f"sha256 checksum mismatch of the downloaded {spec.file}: expected {spec.sha256}, "
+                f"got {digest.hexdigest()} (discarded)"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> None:
+    """Writes ``manifest`` as indented JSON (how ``manifest.json`` is maintained)."""
+    Path(path).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def add_entry(manifest: Manifest, entry: dict[str, Any], default: bool = False) -> Manifest:
+    """A new manifest with ``entry`` (e.g. from ``erl pretrain``'s ``*.manifest.json``) added or
+    replacing the entry of the same name."""
+    spec = WeightSpec.from_dict(entry)
+    specs: Sequence[WeightSpec] = [s for s in manifest.specs if s.name != spec.name] + [spec]
+    return Manifest(specs=tuple(specs), default=spec.name if default else manifest.default)
