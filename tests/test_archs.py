@@ -269,3 +269,15 @@ def test_odd_sizes_are_padded_at_bottom_right_and_cropped_back(name: str, pad_mo
         out = net(x)
         expected = net(F.pad(x, (0, 3, 0, 2), mode=pad_mode))[..., :30, :29]
     torch.testing.assert_close(out, expected)
+
+
+def test_fecnet_runs_under_bfloat16_autocast() -> None:
+    # bfloat16 FFTs do not exist; the net must keep its spectra in float32 by itself.
+    torch.manual_seed(6)
+    net = FECNet()
+    lq, gt = torch.rand(2, 3, 30, 29), torch.rand(2, 3, 30, 29)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, pred = FECNetLoss().compute(net, lq, gt)
+    assert pred.shape == lq.shape and torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())

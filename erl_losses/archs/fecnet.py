@@ -25,6 +25,8 @@ Where we chose (see nets.md section 7):
 * Any H, W: the input is reflect-padded to a multiple of 4 (two stride-2 levels) and the
   output cropped back; every ``irfft2`` gets the explicit signal size, so odd sizes cannot lose a
   column (the release's PhaseProcess omits it).
+* Every FFT runs in float32 (or float64), also under autocast or in a ``.half()`` model:
+  bfloat16 FFTs do not exist and half-precision ones need power-of-two sizes.
 * The release's ``nan_to_num`` after every ProcessBlock and its 1e-8 offsets before ``abs`` /
   ``angle`` are kept: they are what keeps the magnitude/phase gradients finite.
 """
@@ -45,6 +47,17 @@ __all__ = ["FECNet"]
 
 Mode = Literal["amplitude", "phase"]
 _EPS = 1e-8
+
+
+def _rfft2(x: Tensor) -> Tensor:
+    # FFTs run in float32 at least: cuFFT/pocketfft reject bfloat16, and half precision only
+    # takes power-of-two sizes. Autocast does not do this cast for us.
+    return torch.fft.rfft2(x.to(torch.promote_types(x.dtype, torch.float32)), norm="backward")
+
+
+def _irfft2(xf: Tensor, size: tuple[int, int], like: Tensor) -> Tensor:
+    """Inverse of :func:`_rfft2`, returned in ``like``'s dtype for the spatial convs."""
+    return torch.fft.irfft2(xf, s=size, norm="backward").to(like.dtype)
 
 
 def _finite(x: Tensor) -> Tensor:
@@ -75,10 +88,12 @@ class _FreBlock(nn.Module):
     def forward(self, xf: Tensor) -> Tensor:
         xf = xf + _EPS  # angle()/abs() have no useful gradient at exactly 0
         mag, pha = xf.abs(), xf.angle()
+        # The convs run in the module's dtype (or autocast's); the spectrum stays float32+.
+        dtype = self.body[0].weight.dtype
         if self.mode == "amplitude":
-            mag = self.body(mag)
+            mag = self.body(mag.to(dtype)).to(pha.dtype)
         else:
-            pha = self.body(pha)
+            pha = self.body(pha.to(dtype)).to(mag.dtype)
         # Not torch.polar: the conv may make the magnitude negative, which polar does not define.
         return torch.complex(mag * torch.cos(pha), mag * torch.sin(pha))
 
@@ -98,14 +113,14 @@ class _ProcessBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         size = (x.shape[-2], x.shape[-1])
         x_in = x
-        xf = torch.fft.rfft2(self.pre(x), norm="backward")
+        xf = _rfft2(self.pre(x))
         x = self.spa1(x)
         xf = self.fre1(xf) + _EPS
-        x = x + self.fre_to_spa(torch.fft.irfft2(xf, s=size, norm="backward").abs() + _EPS)
-        xf = xf + torch.fft.rfft2(self.spa_to_fre(x), norm="backward")
+        x = x + self.fre_to_spa(_irfft2(xf, size, x).abs() + _EPS)
+        xf = xf + _rfft2(self.spa_to_fre(x))
         x = self.spa2(x) + _EPS
         xf = self.fre2(xf) + _EPS
-        xs = torch.fft.irfft2(xf, s=size, norm="backward").abs()
+        xs = _irfft2(xf, size, x).abs()
         return self.fuse(torch.cat([x, xs], dim=1)) + x_in
 
 
@@ -153,10 +168,10 @@ class _PhaseProcess(nn.Module):
 
     def forward(self, x_amp: Tensor, x: Tensor) -> Tensor:
         size = (x.shape[-2], x.shape[-1])
-        amp = torch.fft.rfft2(x_amp, norm="backward").abs()
-        pha = (torch.fft.rfft2(x, norm="backward") + _EPS).angle()
+        amp = _rfft2(x_amp).abs()
+        pha = (_rfft2(x) + _EPS).angle()
         recom = torch.complex(amp * torch.cos(pha), amp * torch.sin(pha)) + _EPS
-        x_recom = torch.fft.irfft2(recom, s=size, norm="backward").abs() + _EPS
+        x_recom = _irfft2(recom, size, x_amp).abs() + _EPS
         xcat = torch.cat([x_recom, x_amp], dim=1)
         xcat = self.attention(channel_std_plus_mean(xcat)) * xcat
         return self.proj(xcat)
