@@ -1,0 +1,45 @@
+"""Option-key checks: BasicSR passes every option key on, so a typo must fail loudly."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = ["accepted_keys", "check_keys", "check_mapping"]
+
+
+def accepted_keys(func: Callable[..., Any], skip: Iterable[str] = ("self",)) -> set[str]:
+    """Names of the keyword-capable parameters of ``func`` (no ``*args``/``**kwargs``)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    skipped = set(skip)
+    return {
+        name
+        for name, param in inspect.signature(func).parameters.items()
+        if param.kind in kinds and name not in skipped
+    }
+
+
+def check_keys(owner: str, given: Iterable[str], accepted: Iterable[str]) -> None:
+    """Raises ``ValueError`` naming every unknown key of ``given`` and the accepted ones.
+
+    Args:
+        owner: what the options configure, e.g. ``"loss SampleRelationLoss"``.
+        given: the keys found in the option file.
+        accepted: the keys ``owner`` understands.
+    """
+    accepted = set(accepted)
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        raise ValueError(
+            f"Expected option keys of {owner} from {sorted(accepted)}, got unknown key(s) {unknown}"
+        )
+
+
+def check_mapping(owner: str, value: Any) -> dict[str, Any]:
+    """Returns ``value`` as a plain ``dict``; raises ``TypeError`` unless it is a mapping."""
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"Expected {owner} to be a mapping of options, got {type(value).__name__}: {value!r}"
+        )
+    return dict(value)

@@ -1,0 +1,313 @@
+"""BasicSR models: ``ERLModel`` (any base model + a relation term) and ``BCMPretextModel``.
+
+``ERLModel`` reads ``train.relation_opt`` next to the base model's usual losses and logs
+``l_relation`` separately from ``l_pix``::
+
+    model_type: ERLModel
+    base_model_type: SRModel          # any registered model whose loss uses `self.cri_pix`
+    train:
+      pixel_opt: {type: L1Loss, loss_weight: 1.0}
+      relation_opt: {type: SampleRelationLoss, loss_weight: 0.1}   # + bcm, work_size, gather
+
+It is built per base type as ``ERLModel[<base>]``, a subclass of both the base model class
+and :class:`ERLModel` (``isinstance(model, SRModel)`` stays true), so everything the base model
+does -- EMA, validation, saving, resuming -- is unchanged. The relation term rides on the base
+model's pixel criterion: ``cri_pix`` becomes ``pixel + relation`` (one backward pass), and the two
+terms are logged as ``l_pix`` (or ``l_g_pix`` for GAN models) and ``l_relation``.
+
+``BCMPretextModel`` trains a :class:`~erl_losses.BatchCorrelationModule` with the two-stage
+pretext of paper sec. 3.2 (the recipe of :mod:`erl_losses.pretext`) from an option file; see
+:class:`BCMPretextModel`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+from erl_losses.adapters.basicsr._options import check_keys, check_mapping
+from torch import Tensor, nn
+
+__all__ = ["BCMPretextModel", "ERLModel", "erl_model_class"]
+
+#: Log keys under which base models report their pixel criterion.
+_PIXEL_LOG_KEYS: tuple[str, ...] = ("l_pix", "l_g_pix")
+
+
+class _PixelPlusRelation(nn.Module):
+    """``cri_pix`` of an ERL model: the base pixel loss plus the relation term.
+
+    Remembers both detached terms of the latest call in ``last_terms`` for logging.
+    """
+
+    def __init__(self, pixel: nn.Module | None, relation: nn.Module) -> None:
+        super().__init__()
+        self.pixel = pixel
+        self.relation = relation
+        self.last_terms: dict[str, Tensor] = {}
+
+    def forward(self, pred: Tensor, target: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        relation = self.relation(pred, target)
+        if not isinstance(relation, Tensor):
+            raise TypeError(
+                f"Expected the relation loss to return a tensor, got {type(relation).__name__}"
+            )
+        terms = {"relation": relation.detach()}
+        total = relation
+        if self.pixel is not None:
+            pixel = self.pixel(pred, target, *args, **kwargs)
+            terms["pixel"] = pixel.detach()
+            total = pixel + relation
+        self.last_terms = terms
+        return total
+
+
+class ERLModel:
+    """``model_type: ERLModel``: the base model of ``base_model_type`` plus ERL's relation term.
+
+    Options (besides the base model's):
+
+    * ``base_model_type``: a registered model name (default ``SRModel``) whose training step
+      computes its pixel loss with ``self.cri_pix(output, gt)`` (SRModel, SwinIRModel,
+      SRGANModel, ESRGANModel, ... and their subclasses).
+    * ``train.relation_opt``: the relation loss, ``{type: SampleRelationLoss, loss_weight: 0.1,
+      bcm: <zoo name | path | null>, ...}`` (``type`` defaults to ``SampleRelationLoss``; any
+      registered loss taking ``(pred, target)`` works).
+
+    ``ERLModel(opt)`` returns an instance of ``ERLModel[<base>]`` (see :func:`erl_model_class`).
+    """
+
+    def __new__(cls, opt: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if cls is ERLModel:
+            return object.__new__(erl_model_class(opt.get("base_model_type", "SRModel")))
+        return object.__new__(cls)
+
+
+class _ERLMixin:
+    """The training-time additions of :class:`ERLModel`, placed before the base in the MRO."""
+
+    opt: dict[str, Any]
+    device: torch.device
+    cri_pix: nn.Module | None
+    log_dict: OrderedDict[str, float]
+
+    def init_training_settings(self) -> None:
+        relation_opt = self.opt["train"].get("relation_opt")
+        if relation_opt is None:
+            raise ValueError(
+                "Expected `train.relation_opt` for model_type ERLModel (e.g. {type: "
+                "SampleRelationLoss, loss_weight: 0.1}), got none"
+            )
+        relation_opt = copy.deepcopy(check_mapping("`train.relation_opt`", relation_opt))
+        relation_opt.setdefault("type", "SampleRelationLoss")
+        super().init_training_settings()  # type: ignore[misc]
+        self.cri_relation = build_loss(relation_opt).to(self.device)
+        self.cri_pix = _PixelPlusRelation(self.cri_pix, self.cri_relation).to(self.device)
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        criterion = self.cri_pix
+        if isinstance(criterion, _PixelPlusRelation):
+            criterion.last_terms = {}
+        super().optimize_parameters(current_iter)  # type: ignore[misc]
+        if not isinstance(criterion, _PixelPlusRelation) or not criterion.last_terms:
+            return  # e.g. a GAN model's discriminator-only iteration
+        terms = criterion.last_terms
+        extra: OrderedDict[str, Tensor] = OrderedDict()
+        pixel_key = next((k for k in _PIXEL_LOG_KEYS if k in self.log_dict), "l_pix")
+        if "pixel" in terms:
+            extra[pixel_key] = terms["pixel"]
+        extra["l_relation"] = terms["relation"]
+        log = OrderedDict(self.log_dict)
+        if "pixel" not in terms:
+            log.pop(pixel_key, None)  # the criterion held only the relation term
+        log.update(self.reduce_loss_dict(extra))  # type: ignore[attr-defined]
+        self.log_dict = log
+
+
+_ERL_CLASSES: dict[str, type] = {}
+
+
+def erl_model_class(base_model_type: str) -> type:
+    """The class ``ERLModel[<base_model_type>]``, built once per base type.
+
+    Raises:
+        ValueError: the base type is not registered, or is itself an adapter model.
+    """
+    if not isinstance(base_model_type, str) or base_model_type not in MODEL_REGISTRY:
+        raise ValueError(
+            f"Expected `base_model_type` to be a registered BasicSR model "
+            f"{sorted(MODEL_REGISTRY.keys())}, got {base_model_type!r}"
+        )
+    if base_model_type in ("ERLModel", "BCMPretextModel"):
+        raise ValueError(
+            f"Expected `base_model_type` to be a base model such as SRModel, got {base_model_type!r}"
+        )
+    if base_model_type not in _ERL_CLASSES:
+        base = MODEL_REGISTRY.get(base_model_type)
+        name = f"ERLModel[{base_model_type}]"
+        _ERL_CLASSES[base_model_type] = type(
+            name,
+            (_ERLMixin, base, ERLModel),
+            {"__module__": __name__, "__qualname__": name, "__doc__": ERLModel.__doc__},
+        )
+    return _ERL_CLASSES[base_model_type]
+
+
+# ---------------------------------------------------------------------------------------------
+# BCM pretext
+# ---------------------------------------------------------------------------------------------
+
+#: ``train`` keys of BCMPretextModel besides BasicSR's own.
+_PRETEXT_KEYS = frozenset({"pretext", "phase_mode", "stage1_iter", "optim_stage2"})
+_BASICSR_TRAIN_KEYS = frozenset({"total_iter", "warmup_iter", "optim_g", "scheduler", "ema_decay"})
+
+
+class BCMPretextModel(SRModel):
+    """``model_type: BCMPretextModel``: the two-stage pretext of paper sec. 3.2.
+
+    ``network_g`` must be ``{type: BatchCorrelationModule, ...}``. The images are the ``gt`` of
+    each batch (normal exposure; the ``lq`` when a dataset has no ``gt``), reconstructed by the BCM
+    itself. Options under ``train``:
+
+    * ``stage1_iter``: iterations ``1..stage1_iter`` train ``f_e``, ``W`` and ``f_d`` as an
+      auto-encoder (``reconstruct(x, relation=False)``, L1 loss) with ``optim_g``.
+    * the remaining iterations up to ``total_iter`` freeze ``f_e``/``f_d`` and train ``t_e`` and
+      ``W`` (``reconstruct(x, relation=True)``) with ``optim_stage2`` (default: ``optim_g``) and
+      the ``pretext`` loss: ``phase`` (paper eq. 3, ``phase_mode: paper | wrapped``) or ``l1``;
+      ``pretext: none`` (the table-2 ablation) trains stage 1 for the whole run and leaves
+      ``t_e`` random.
+    * ``optim_g`` / ``scheduler`` / ``total_iter`` / ``warmup_iter`` as in BasicSR.
+
+    Logs ``l_stage1`` or ``l_stage2``; validation reconstructs each image (PSNR of the
+    reconstruction). The final save also writes ``models/bcm_<pretext>.safetensors``, a
+    zoo-format file that ``SampleRelationLoss: {bcm: <that path>}`` loads.
+    """
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        train_opt = opt.get("train") or {}
+        self.pretext = train_opt.get("pretext", "phase")
+        from erl_losses.pretext import PRETEXTS
+
+        if self.pretext not in PRETEXTS:
+            raise ValueError(
+                f"Expected `train.pretext` to be one of {list(PRETEXTS)}, got {self.pretext!r}"
+            )
+        self._stage = 1 if self.pretext == "none" else 2
+        super().__init__(opt)
+        bcm = self.get_bare_model(self.net_g)
+        if not hasattr(bcm, "reconstruct") or not hasattr(bcm, "relation_parameters"):
+            raise TypeError(
+                "Expected `network_g` of BCMPretextModel to be a BatchCorrelationModule, got "
+                f"{type(bcm).__name__}"
+            )
+
+    # -- setup ------------------------------------------------------------------------------
+    def init_training_settings(self) -> None:
+        train_opt = self.opt["train"]
+        check_keys("`train` of BCMPretextModel", train_opt, _PRETEXT_KEYS | _BASICSR_TRAIN_KEYS)
+        stage1 = train_opt.get("stage1_iter")
+        total = int(train_opt["total_iter"])
+        if isinstance(stage1, bool) or not isinstance(stage1, int) or not 0 <= stage1 <= total:
+            raise ValueError(
+                f"Expected `train.stage1_iter` to be an int in [0, total_iter={total}], "
+                f"got {stage1!r}"
+            )
+        self.stage1_iter = stage1
+        self.net_g.train()
+        self.ema_decay = 0
+        self.cri_stage1 = build_loss({"type": "L1Loss", "loss_weight": 1.0}).to(self.device)
+        if self.pretext == "phase":
+            stage2 = {"type": "PhaseLoss", "mode": train_opt.get("phase_mode", "paper")}
+        else:
+            stage2 = {"type": "L1Loss", "loss_weight": 1.0}
+        self.cri_stage2 = build_loss(stage2).to(self.device)
+        self.setup_optimizers()
+        self.setup_schedulers()
+
+    def setup_optimizers(self) -> None:
+        train_opt = self.opt["train"]
+        bcm = self.get_bare_model(self.net_g)
+        stage1_opt = copy.deepcopy(train_opt["optim_g"])
+        stage2_opt = copy.deepcopy(train_opt.get("optim_stage2") or train_opt["optim_g"])
+        self.optimizer_g = self.get_optimizer(
+            stage1_opt.pop("type"), bcm.encoder_decoder_parameters(), **stage1_opt
+        )
+        self.optimizer_stage2 = self.get_optimizer(
+            stage2_opt.pop("type"), bcm.relation_parameters(), **stage2_opt
+        )
+        self.optimizers += [self.optimizer_g, self.optimizer_stage2]
+
+    # -- training ---------------------------------------------------------------------------
+    def stage_at(self, current_iter: int) -> int:
+        """The pretext stage (1 or 2) of iteration ``current_iter`` (1-based)."""
+        return 1 if self.pretext == "none" or current_iter <= self.stage1_iter else 2
+
+    def _enter_stage(self, stage: int) -> list[nn.Parameter]:
+        bcm = self.get_bare_model(self.net_g)
+        bcm.requires_grad_(False)
+        params = bcm.encoder_decoder_parameters() if stage == 1 else bcm.relation_parameters()
+        for param in params:
+            param.requires_grad_(True)
+        if stage != self._stage:
+            get_root_logger().info(f"BCM pretext: stage {stage} ({self.pretext}).")
+        self._stage = stage
+        return params
+
+    def feed_data(self, data: dict[str, Any]) -> None:
+        image = data["gt"] if "gt" in data else data["lq"]
+        self.lq = image.to(self.device)
+        self.gt = self.lq
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        stage = self.stage_at(current_iter)
+        params = self._enter_stage(stage)
+        optimizer = self.optimizer_g if stage == 1 else self.optimizer_stage2
+        optimizer.zero_grad()
+        bcm = self.get_bare_model(self.net_g)
+        self.output = bcm.reconstruct(self.gt, relation=stage == 2)
+        criterion = self.cri_stage1 if stage == 1 else self.cri_stage2
+        loss = criterion(self.output, self.gt)
+        loss.backward()
+        if self.opt.get("dist"):
+            # reconstruct() bypasses DDP's forward hooks: average the gradients by hand.
+            world = torch.distributed.get_world_size()
+            for param in params:
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad)
+                    param.grad /= world
+        optimizer.step()
+        self.log_dict = self.reduce_loss_dict(OrderedDict([(f"l_stage{stage}", loss)]))
+
+    def test(self) -> None:
+        bcm = self.get_bare_model(self.net_g)
+        was_training = bcm.training
+        bcm.eval()
+        with torch.no_grad():
+            self.output = bcm.reconstruct(self.lq, relation=self._stage == 2)
+        bcm.train(was_training)
+
+    def save(self, epoch: int, current_iter: int) -> None:
+        super().save(epoch, current_iter)
+        if current_iter == -1 and self.opt.get("rank", 0) == 0:
+            from pathlib import Path
+
+            from erl_losses.pretext import save_weights
+
+            path = Path(self.opt["path"]["models"]) / f"bcm_{self.pretext}.safetensors"
+            save_weights(
+                self.get_bare_model(self.net_g),
+                path,
+                recipe={
+                    "trainer": "erl_losses.adapters.basicsr.BCMPretextModel",
+                    "pretext": self.pretext,
+                    "stage1_iter": self.stage1_iter,
+                    "total_iter": int(self.opt["train"]["total_iter"]),
+                },
+            )
+            get_root_logger().info(f"Saved the zoo-format BCM to {path}")
