@@ -25,8 +25,9 @@ Where we chose (see nets.md section 7):
 * Any H, W: the input is reflect-padded to a multiple of 4 (two stride-2 levels) and the
   output cropped back; every ``irfft2`` gets the explicit signal size, so odd sizes cannot lose a
   column (the release's PhaseProcess omits it).
-* Every FFT runs in float32 (or float64), also under autocast or in a ``.half()`` model:
-  bfloat16 FFTs do not exist and half-precision ones need power-of-two sizes.
+* Every FFT, and the 1x1 convs on magnitude/phase, run in float32 (or float64), also under
+  autocast or in a ``.half()`` model: bfloat16 FFTs do not exist, half-precision ones need
+  power-of-two sizes, and un-normalised spectrum magnitudes overflow float16.
 * The release's ``nan_to_num`` after every ProcessBlock and its 1e-8 offsets before ``abs`` /
   ``angle`` are kept: they are what keeps the magnitude/phase gradients finite.
 """
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from erl_losses.archs._blocks import channel_std_plus_mean, conv, lrelu
+from erl_losses.archs._blocks import LRELU_SLOPE, channel_std_plus_mean, conv, lrelu
 from erl_losses.archs._checks import check_image_batch, check_positive_int
 from erl_losses.archs._padding import PadMode, check_pad_mode, crop_to, pad_to_multiple
 
@@ -88,14 +89,21 @@ class _FreBlock(nn.Module):
     def forward(self, xf: Tensor) -> Tensor:
         xf = xf + _EPS  # angle()/abs() have no useful gradient at exactly 0
         mag, pha = xf.abs(), xf.angle()
-        # The convs run in the module's dtype (or autocast's); the spectrum stays float32+.
-        dtype = self.body[0].weight.dtype
         if self.mode == "amplitude":
-            mag = self.body(mag.to(dtype)).to(pha.dtype)
+            mag = self._body_full_precision(mag)
         else:
-            pha = self.body(pha.to(dtype)).to(mag.dtype)
+            pha = self._body_full_precision(pha)
         # Not torch.polar: the conv may make the magnitude negative, which polar does not define.
         return torch.complex(mag * torch.cos(pha), mag * torch.sin(pha))
+
+    def _body_full_precision(self, v: Tensor) -> Tensor:
+        # Spectrum magnitudes reach H*W*C (norm="backward"), beyond float16's 65504, so these
+        # cheap 1x1 convs run in the spectrum's float32+ whatever the module dtype or autocast.
+        conv1, conv2 = self.body[0], self.body[2]
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            h = F.conv2d(v, conv1.weight.to(v.dtype), conv1.bias.to(v.dtype))
+            h = F.leaky_relu(h, LRELU_SLOPE)
+            return F.conv2d(h, conv2.weight.to(v.dtype), conv2.bias.to(v.dtype))
 
 
 class _ProcessBlock(nn.Module):
