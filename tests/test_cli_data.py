@@ -165,3 +165,43 @@ def test_enhance_images(rendered, eclnet_weights, tmp_path: Path, capsys) -> Non
         with Image.open(src) as a, Image.open(dst) as b:
             assert a.size == b.size
             assert np.asarray(b).dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_eval_fidelity_offline(rendered: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("torch_fidelity")
+    args = [
+        "eval",
+        "--pred",
+        str(rendered / "test" / "INPUT_IMAGES"),
+        "--gt",
+        str(rendered / "test"),
+    ]
+    with pytest.warns(UserWarning, match="pretrained BCM") if _no_default_bcm() else _nullcontext():
+        code = main(
+            [*args, "--fidelity", "--metrics", "skimage", "--json", str(tmp_path / "r.json")]
+        )
+    assert code == 0
+    fidelity = json.loads((tmp_path / "r.json").read_text())["fidelity"]
+    assert set(fidelity) == {"bcm_frechet_distance", "bcm_kid_mean", "bcm_kid_std"}
+    assert fidelity["bcm_frechet_distance"] > 0
+    assert "| bcm_frechet_distance |" in capsys.readouterr().out
+    missing = str(tmp_path / "inception.pth")
+    assert main([*args, "--fidelity", "--inception-weights", missing]) == 2
+    assert "local Inception weights" in capsys.readouterr().err
+
+
+def _no_default_bcm() -> bool:
+    from erl_losses import BatchCorrelationModule
+
+    try:
+        BatchCorrelationModule.from_pretrained()
+    except Exception:
+        return True
+    return False
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()

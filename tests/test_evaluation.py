@@ -285,3 +285,66 @@ def test_load_state_dict_file_formats(tmp_path: Path) -> None:
         load_state_dict_file(tmp_path / "w.txt")
     with pytest.raises(FileNotFoundError):
         load_state_dict_file(tmp_path / "missing.pth")
+
+
+def test_bcm_frechet_distance_matches_an_independent_computation(tmp_path: Path) -> None:
+    pytest.importorskip("torch_fidelity")
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    from erl_losses import BatchCorrelationModule
+    from erl_losses.evaluation.fidelity import BCMFeatureExtractor, fidelity_between_paths
+    from tests._helpers import TINY_BCM
+
+    torch.manual_seed(0)
+    bcm = BatchCorrelationModule(**TINY_BCM).eval()
+    rng = np.random.default_rng(8)
+    bright, dark = [], []
+    for i in range(6):
+        img = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        _write(tmp_path / f"b{i}.png", img)
+        _write(tmp_path / f"d{i}.png", (img // 4).astype(np.uint8))
+        bright.append(tmp_path / f"b{i}.png")
+        dark.append(tmp_path / f"d{i}.png")
+    kw = {"bcm": bcm, "size": 24}
+    same = fidelity_between_paths(bright, bright, **kw)
+    differ = fidelity_between_paths(bright, dark, **kw)
+    assert abs(same["bcm_frechet_distance"]) < 1e-6
+    assert differ["bcm_frechet_distance"] > max(1e-5, 100 * abs(same["bcm_frechet_distance"]))
+    assert differ["bcm_kid_mean"] > same["bcm_kid_mean"]
+
+    # Independent Frechet distance on the same per-sample tokens, pooled to 4 x 4 (TINY: 4 x 4).
+    extractor = BCMFeatureExtractor("erl-bcm", ["tokens_pooled"], erl_bcm=bcm)
+
+    def feats(paths):
+        batch = torch.stack(
+            [torch.from_numpy(np.asarray(Image.open(p)).transpose(2, 0, 1).copy()) for p in paths]
+        )
+        with torch.no_grad():
+            return extractor(batch)[0].double().numpy()
+
+    f1, f2 = feats(bright), feats(dark)
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    covmean = scipy_linalg.sqrtm(s1 @ s2).real
+    expected = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean))
+    assert differ["bcm_frechet_distance"] == pytest.approx(expected, rel=1e-3, abs=1e-6)
+
+
+def test_fidelity_errors(tmp_path: Path) -> None:
+    pytest.importorskip("torch_fidelity")
+    from erl_losses.evaluation.fidelity import fidelity_between_paths
+
+    rng = np.random.default_rng(9)
+    paths = []
+    for i in range(2):
+        _write(tmp_path / f"{i}.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+        paths.append(tmp_path / f"{i}.png")
+    with pytest.raises(ValueError, match="at least 2 images"):
+        fidelity_between_paths(paths[:1], paths)
+    from erl_losses import BatchCorrelationModule
+    from tests._helpers import TINY_BCM
+
+    with pytest.raises(FileNotFoundError, match="local Inception weights"):
+        fidelity_between_paths(
+            paths, paths, bcm=BatchCorrelationModule(**TINY_BCM), size=16,
+            inception_weights=tmp_path / "pt_inception.pth",
+        )  # fmt: skip

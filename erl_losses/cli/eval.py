@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
             method=args.method or (args.net if use_net else pred_dir.name),
         )
         if args.fidelity:
-            from erl_losses.evaluation.fidelity import fidelity_between_folders
+            try:
+                from erl_losses.evaluation.fidelity import fidelity_between_folders
+            except ImportError as err:
+                raise ValueError(str(err)) from err
 
             report.fidelity.update(
                 fidelity_between_folders(
