@@ -57,6 +57,27 @@ def rfft_column_weights(width: int, device: torch.device | None = None) -> Tenso
     return weights
 
 
+def _real_bins(height: int, width: int, device: torch.device) -> Tensor:
+    """Mask ``(H, W // 2 + 1)`` of the self-conjugate bins of a real image's ``rfft2``.
+
+    These bins (DC and the Nyquist row/column) are real: their phase is 0 or pi, and the sign of
+    their rounding-noise imaginary part would otherwise flip pi to -pi, a 2 pi jump in eq. 3.
+    """
+    mask = torch.zeros(height, width // 2 + 1, dtype=torch.bool, device=device)
+    rows = [0] + ([height // 2] if height % 2 == 0 else [])
+    cols = [0] + ([width // 2] if width % 2 == 0 else [])
+    for row in rows:
+        mask[row, cols] = True
+    return mask
+
+
+def _canonical_spectrum(x: Tensor) -> Tensor:
+    """``rfft2`` (orthonormal) of a real batch with its self-conjugate bins made exactly real."""
+    spec = torch.fft.rfft2(x, norm="ortho")
+    real_bins = _real_bins(x.shape[-2], x.shape[-1], x.device)
+    return torch.complex(spec.real, spec.imag.masked_fill(real_bins, 0.0))
+
+
 def phase_loss(
     pred: Tensor,
     target: Tensor,
@@ -117,13 +138,21 @@ def phase_loss(
 
     height, width = pred.shape[-2:]
     with torch.autocast(device_type=pred.device.type, enabled=False):
-        spec_pred = torch.fft.rfft2(pred.float(), norm="ortho")
-        spec_target = torch.fft.rfft2(target.float(), norm="ortho")
+        spec_pred = _canonical_spectrum(pred.float())
+        spec_target = _canonical_spectrum(target.float())
         if mode == "paper":
             dist = (safe_angle(spec_pred, _PAPER_EPS2**0.5) - safe_angle(spec_target)).abs()
         else:
             # angle(z_p * conj(z_t)) is the signed angular difference, already in (-pi, pi].
-            dist = safe_angle(spec_pred * spec_target.conj(), amp_floor**2).abs()
+            # Written out in real arithmetic so that identical inputs give exactly 0.
+            p_re, p_im, t_re, t_im = (
+                spec_pred.real,
+                spec_pred.imag,
+                spec_target.real,
+                spec_target.imag,
+            )
+            cross, dot = p_im * t_re - p_re * t_im, p_re * t_re + p_im * t_im
+            dist = _SafeAtan2.apply(cross, dot, amp_floor**4).abs()
             power = spec_target.abs().square().detach()
             dist = dist * (power / (power + amp_floor**2))
         columns = rfft_column_weights(width, device=dist.device)

@@ -1,0 +1,1 @@
+"""erl-losses test suite."""
