@@ -1,0 +1,361 @@
+"""BasicSR adapter without training: registration, option keys, losses, option files, patches."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import erl_losses.adapters.basicsr as adapter
+import pytest
+import torch
+import yaml
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.utils.options import ordered_yaml
+from basicsr.utils.registry import (
+    ARCH_REGISTRY,
+    DATASET_REGISTRY,
+    LOSS_REGISTRY,
+    MODEL_REGISTRY,
+    Registry,
+)
+from erl_losses.adapters.basicsr import compat, models
+
+import erl_losses
+from tests._helpers import TINY_BCM
+
+REGISTRIES = {
+    "loss": LOSS_REGISTRY,
+    "arch": ARCH_REGISTRY,
+    "model": MODEL_REGISTRY,
+    "dataset": DATASET_REGISTRY,
+}
+OPTION_FILES = adapter.option_files()
+PAPER_NETS = ("drbn", "drbn_enc", "eclnet", "fecnet")
+
+
+# -- registration ------------------------------------------------------------------------------
+def test_every_name_is_registered_and_is_the_adapters() -> None:
+    for kind, names in adapter.REGISTERED.items():
+        for name in names:
+            obj = REGISTRIES[kind].get(name)
+            assert obj.__module__.startswith("erl_losses.adapters.basicsr"), (kind, name)
+
+
+def test_register_again_is_a_no_op() -> None:
+    before = {kind: dict(iter(reg)) for kind, reg in REGISTRIES.items()}
+    assert adapter.register() == {"loss": [], "arch": [], "model": [], "dataset": []}
+    assert {kind: dict(iter(reg)) for kind, reg in REGISTRIES.items()} == before
+
+
+def test_import_twice_in_a_fresh_interpreter() -> None:
+    code = (
+        "import importlib, sys\n"
+        "assert 'basicsr' not in sys.modules\n"
+        "import erl_losses.adapters.basicsr as a\n"
+        "importlib.reload(a)\n"  # re-executes the module: must not hit basicsr's duplicate assert
+        "import erl_losses.adapters.basicsr\n"
+        "from basicsr.utils.registry import LOSS_REGISTRY\n"
+        "assert 'ERLCompositeLoss' in LOSS_REGISTRY\n"
+        "import torchvision.transforms._functional_tensor as private\n"
+        "assert sys.modules['torchvision.transforms.functional_tensor'] is private\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_alias_only_when_the_module_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    sentinel = object()
+    monkeypatch.setitem(sys.modules, "torchvision.transforms.functional_tensor", sentinel)
+    assert compat.install_torchvision_alias() is False
+    assert sys.modules["torchvision.transforms.functional_tensor"] is sentinel
+    monkeypatch.delitem(sys.modules, "torchvision.transforms.functional_tensor")
+    assert compat.install_torchvision_alias() is True
+    import torchvision.transforms._functional_tensor as private
+
+    assert sys.modules["torchvision.transforms.functional_tensor"] is private
+
+
+def test_no_name_clashes_with_basicsr_and_foreign_names_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for kind, names in adapter.REGISTERED.items():
+        for name in names:
+            assert not REGISTRIES[kind].get(name).__module__.startswith("basicsr")
+    foreign = Registry("loss")
+
+    class PhaseLoss(torch.nn.Module):  # somebody else's loss of the same name
+        pass
+
+    foreign.register(PhaseLoss)
+    monkeypatch.setitem(adapter._REGISTRIES, "loss", foreign)
+    with pytest.raises(ValueError, match="'PhaseLoss' to be free"):
+        adapter.register()
+
+
+def test_compat_patches_installed() -> None:
+    import basicsr.train
+
+    assert compat.is_installed()
+    assert basicsr.train.load_resume_state is compat.load_resume_state
+    assert basicsr.train.build_dataloader is compat.build_dataloader
+
+
+# -- unknown keys ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("builder", "opt", "bad"),
+    [
+        (build_loss, {"type": "PhaseLoss", "mdoe": "paper"}, "mdoe"),
+        (build_loss, {"type": "SampleRelationLoss", "bcm": TINY_BCM, "alpha": 0.1}, "alpha"),
+        (build_loss, {"type": "SampleRelationLoss", "bcm": {**TINY_BCM, "chanels": 4}}, "chanels"),
+        (build_network, {"type": "FECNet", "nc": 8, "num_blocks": 4}, "num_blocks"),
+        (build_network, {"type": "BatchCorrelationModule", "gird": 4}, "gird"),
+    ],
+)
+def test_unknown_keys_are_named_with_the_accepted_ones(builder, opt, bad: str) -> None:
+    with pytest.raises(
+        ValueError, match=rf"Expected option keys .* got unknown key\(s\) \['{bad}'\]"
+    ):
+        builder(copy.deepcopy(opt))
+
+
+def test_unknown_key_lists_accepted_keys() -> None:
+    with pytest.raises(ValueError) as info:
+        build_network({"type": "ECLNet", "nc": 8, "blocks": 4})
+    assert "num_blocks" in str(info.value) and "theta" in str(info.value)
+
+
+def test_composite_rejects_unknown_keys_and_bad_parts() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'relaton'"):
+        build_loss({"type": "ERLCompositeLoss", "base": {"type": "L1Loss"}, "relaton": {}})
+    with pytest.raises(ValueError, match="name a registered BasicSR loss"):
+        build_loss({"type": "ERLCompositeLoss", "base": {"loss_weight": 1.0}})
+    with pytest.raises(ValueError, match=r"relation\.type"):
+        build_loss(
+            {"type": "ERLCompositeLoss", "base": {"type": "L1Loss"}, "relation": {"type": "L1Loss"}}
+        )
+    with pytest.raises(ValueError, match="'mean' or 'sum'"):
+        build_loss({"type": "ERLCompositeLoss", "base": {"type": "L1Loss"}, "reduction": "none"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bcm_name'\]"):
+        build_loss(
+            {
+                "type": "ERLCompositeLoss",
+                "base": {"type": "L1Loss"},
+                "relation": {"bcm_name": "x"},
+            }
+        )
+
+
+def test_dataset_rejects_unknown_keys(tmp_path: Path) -> None:
+    from basicsr.data import build_dataset
+
+    opt = {"name": "x", "type": "MSECDataset", "phase": "train", "dataroot": str(tmp_path)}
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['crop_size'\]"):
+        build_dataset({**opt, "crop_size": 64})
+
+
+# -- losses ------------------------------------------------------------------------------------
+def test_composite_equals_base_plus_weighted_relation() -> None:
+    torch.manual_seed(0)
+    loss = build_loss(
+        {
+            "type": "ERLCompositeLoss",
+            "base": {"type": "L1Loss", "loss_weight": 1.0},
+            "relation": {"loss_weight": 0.1, "bcm": TINY_BCM},
+        }
+    )
+    assert list(loss.parameters()) == []  # the BCM never reaches an optimiser
+    pred = torch.rand(4, 3, 32, 32, requires_grad=True)
+    gt = torch.rand(4, 3, 32, 32)
+    total = loss(pred, gt)
+    relation = erl_losses.SampleRelationLoss(loss.relation.bcm)(pred, gt)
+    expected = (pred - gt).abs().mean() + 0.1 * relation
+    torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(loss.last_terms["relation"], 0.1 * relation.detach())
+    total.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
+
+
+def test_phase_loss_entry_matches_core_and_refuses_pixel_weights() -> None:
+    loss = build_loss({"type": "PhaseLoss", "loss_weight": 0.5, "mode": "wrapped"})
+    pred, gt = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(loss(pred, gt), 0.5 * erl_losses.PhaseLoss("wrapped")(pred, gt))
+    with pytest.raises(ValueError, match="weight=None"):
+        loss(pred, gt, weight=torch.ones_like(pred))
+
+
+def test_relation_bcm_from_a_path(tmp_path: Path) -> None:
+    from erl_losses.pretext import save_weights
+
+    bcm = erl_losses.BatchCorrelationModule(**TINY_BCM)
+    path = save_weights(bcm, tmp_path / "mine.safetensors")
+    loss = build_loss({"type": "SampleRelationLoss", "bcm": str(path), "work_size": 16})
+    assert loss.bcm.work_size == 16
+    for key, value in bcm.state_dict().items():
+        torch.testing.assert_close(loss.bcm.state_dict()[key], value)
+
+
+# -- option files ------------------------------------------------------------------------------
+def _load(path: Path) -> dict:
+    with open(path) as handle:
+        return yaml.load(handle, Loader=ordered_yaml()[0])
+
+
+def test_every_paper_configuration_ships() -> None:
+    names = {p.stem for p in OPTION_FILES}
+    expected = {
+        f"{net}_{variant}_{ds}"
+        for net in PAPER_NETS
+        for variant in ("baseline", "erl")
+        for ds in ("msec", "sice")
+    }
+    assert expected <= names
+    assert {"bcm_pretext_msec", "tiny_cpu_synthetic"} <= names
+
+
+@pytest.mark.parametrize("path", OPTION_FILES, ids=lambda p: p.stem)
+def test_option_file_builds_its_net_and_losses(path: Path) -> None:
+    opt = _load(path)
+    train = opt["train"]
+    for key in ("lr", "eta_min"):
+        for section in (
+            train.get("optim_g", {}),
+            train.get("optim_stage2") or {},
+            train["scheduler"],
+        ):
+            if key in section:
+                assert isinstance(section[key], float), (path.name, key, section[key])
+    net = build_network(copy.deepcopy(opt["network_g"]))
+    assert sum(p.numel() for p in net.parameters()) > 0
+    for key in ("pixel_opt", "relation_opt"):
+        if key in train:
+            loss = build_loss(copy.deepcopy(train[key]))
+            x = torch.rand(2, 3, 32, 32)
+            assert torch.isfinite(loss(net(x) if opt["model_type"] != "BCMPretextModel" else x, x))
+    if opt["model_type"] == "ERLModel":
+        assert "relation_opt" in train
+        models.erl_model_class(opt.get("base_model_type", "SRModel"))
+    for phase, dataset in opt["datasets"].items():
+        cls = DATASET_REGISTRY.get(dataset["type"])
+        assert cls.__module__.startswith("erl_losses.adapters.basicsr"), phase
+
+
+def test_erl_option_files_differ_from_baselines_only_by_the_relation() -> None:
+    for net in PAPER_NETS:
+        for ds in ("msec", "sice"):
+            base = _load(next(p for p in OPTION_FILES if p.stem == f"{net}_baseline_{ds}"))
+            erl = _load(next(p for p in OPTION_FILES if p.stem == f"{net}_erl_{ds}"))
+            assert erl["model_type"] == "ERLModel" and base["model_type"] == "SRModel"
+            assert erl["train"]["relation_opt"]["loss_weight"] == 0.1
+            for key in ("network_g", "datasets"):
+                assert erl[key] == base[key]
+            relation = erl["train"].pop("relation_opt")
+            assert relation["type"] == "SampleRelationLoss"
+            assert erl["train"] == base["train"]
+
+
+def test_paper_hyper_parameters() -> None:
+    fec = _load(next(p for p in OPTION_FILES if p.stem == "fecnet_erl_msec"))
+    assert fec["train"]["optim_g"]["lr"] == pytest.approx(4e-4)
+    assert fec["train"]["total_iter"] == 353600
+    assert list(fec["train"]["scheduler"]["milestones"]) == [176800, 265200]
+    assert fec["datasets"]["train"]["batch_size_per_gpu"] == 8
+    assert fec["datasets"]["train"]["gt_size"] == 384
+    ecl = _load(next(p for p in OPTION_FILES if p.stem == "eclnet_baseline_sice"))
+    assert ecl["train"]["total_iter"] == 64000
+    assert ecl["network_g"]["num_blocks"] == 4
+
+
+# -- models and patches without a pipeline -----------------------------------------------------
+def test_erl_model_class_is_a_subclass_of_its_base() -> None:
+    from basicsr.models.sr_model import SRModel
+
+    cls = models.erl_model_class("SRModel")
+    assert issubclass(cls, SRModel) and issubclass(cls, models.ERLModel)
+    assert models.erl_model_class("SRModel") is cls
+    with pytest.raises(ValueError, match="registered BasicSR model"):
+        models.erl_model_class("NoSuchModel")
+
+
+def test_erl_model_logs_pixel_and_relation_separately(tmp_path: Path) -> None:
+    opt = {
+        "name": "unit",
+        "model_type": "ERLModel",
+        "num_gpu": 0,
+        "is_train": True,
+        "dist": False,
+        "rank": 0,
+        "world_size": 1,
+        "network_g": {"type": "ECLNet", "nc": 4, "num_blocks": 1},
+        "path": {"models": str(tmp_path)},
+        "train": {
+            "optim_g": {"type": "Adam", "lr": 1e-3},
+            "scheduler": {"type": "MultiStepLR", "milestones": [10], "gamma": 0.5},
+            "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
+            "relation_opt": {"type": "SampleRelationLoss", "loss_weight": 0.1, "bcm": TINY_BCM},
+        },
+    }
+    model = MODEL_REGISTRY.get("ERLModel")(opt)
+    assert type(model).__name__ == "ERLModel[SRModel]"
+    model.feed_data({"lq": torch.rand(4, 3, 24, 24), "gt": torch.rand(4, 3, 24, 24)})
+    model.optimize_parameters(1)
+    log = model.get_current_log()
+    assert list(log) == ["l_pix", "l_relation"]
+    l1 = (model.output.detach() - model.gt).abs().mean().item()
+    # `output` is the pre-step prediction, so the logged pixel loss is exactly its L1.
+    assert log["l_pix"] == pytest.approx(l1, rel=1e-5)
+    assert log["l_relation"] > 0
+    no_relation = copy.deepcopy(opt)
+    del no_relation["train"]["relation_opt"]
+    with pytest.raises(ValueError, match="relation_opt"):
+        MODEL_REGISTRY.get("ERLModel")(no_relation)
+
+
+def test_mixed_exposure_loader_mixes_every_batch(tmp_path: Path) -> None:
+    import basicsr.train
+    from basicsr.data import build_dataset
+
+    dataset = build_dataset(
+        {
+            "name": "syn",
+            "type": "SyntheticExposureDataset",
+            "phase": "train",
+            "dataroot": str(tmp_path / "syn"),
+            "split": "train",
+            "render": {"crop_size": 16, "crops_per_photo": 1},
+        }
+    )
+    assert (tmp_path / "syn" / "test" / "GT_IMAGES").is_dir()  # rendered on first use
+    opt = OrderedDict(
+        phase="train", batch_size_per_gpu=4, num_worker_per_gpu=0, mixed_exposure=True
+    )
+    loader = basicsr.train.build_dataloader(dataset, opt, num_gpu=0, dist=False, seed=0)
+    batches = list(loader)
+    assert batches and all(len(b["lq"]) == 4 for b in batches)
+    assert all({"under", "over"} <= set(b["group"]) for b in batches)
+
+
+def test_cpu_resume_patch_loads_to_cpu(tmp_path: Path) -> None:
+    states = tmp_path / "experiments" / "run" / "training_states"
+    states.mkdir(parents=True)
+    torch.save({"iter": 3, "epoch": 0, "optimizers": [], "schedulers": []}, states / "3.state")
+    torch.save({"iter": 7, "epoch": 1, "optimizers": [], "schedulers": []}, states / "7.state")
+    opt = {
+        "name": "run",
+        "num_gpu": 0,
+        "auto_resume": True,
+        "network_g": {},
+        "path": {"training_states": str(states), "models": str(tmp_path / "models")},
+    }
+    state = compat.load_resume_state(opt)
+    assert state is not None and state["iter"] == 7
+    assert opt["path"]["resume_state"].endswith("7.state")
+    assert opt["path"]["pretrain_network_g"].endswith("net_g_7.pth")
+    assert compat.load_resume_state({**opt, "auto_resume": False, "path": {}}) is None
