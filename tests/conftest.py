@@ -8,6 +8,10 @@ import torch
 from erl_losses import BatchCorrelationModule
 from tests._helpers import TINY_BCM
 
+# The suite runs on small tensors, often in two xdist workers on a 2-core machine: intra-op
+# threads only add contention there (measured about 10x slower for the reference nets).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
