@@ -359,3 +359,19 @@ def test_cpu_resume_patch_loads_to_cpu(tmp_path: Path) -> None:
     assert opt["path"]["resume_state"].endswith("7.state")
     assert opt["path"]["pretrain_network_g"].endswith("net_g_7.pth")
     assert compat.load_resume_state({**opt, "auto_resume": False, "path": {}}) is None
+
+
+def test_core_options_pass_through_to_the_relation_loss() -> None:
+    loss = build_loss(
+        {
+            "type": "ERLCompositeLoss",
+            "base": {"type": "CharbonnierLoss", "loss_weight": 1.0},
+            "relation": {"bcm": TINY_BCM, "gather": True, "check_nonfinite": True},
+        }
+    )
+    assert loss.relation.loss.gather is True
+    assert loss.relation.loss.check_nonfinite is True
+    assert loss.relation.loss_weight == 0.1  # the paper's alpha by default
+    assert type(loss.base).__name__ == "CharbonnierLoss"
+    with pytest.raises(ValueError, match=r"(?i)nan|finite"):
+        loss(torch.full((2, 3, 16, 16), float("nan")), torch.rand(2, 3, 16, 16))
