@@ -111,9 +111,7 @@ def test_stock_srmodel_with_composite_loss_trains_resumes_and_tests(tmp_path: Pa
         tmp_path,
     )
     log = _log(exp, "train_*.log")
-    assert "Resuming training from epoch: 0, iter: 4." in log or re.search(
-        r"Resuming training from epoch: \d+, iter: 4\.", log
-    )
+    assert "Resuming training from epoch: 0, iter: 4." in log
     assert (exp / "models" / "net_g_6.pth").is_file()
 
     # Test pipeline on the trained weights.

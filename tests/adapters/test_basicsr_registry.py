@@ -282,6 +282,17 @@ def test_erl_model_class_is_a_subclass_of_its_base() -> None:
     assert models.erl_model_class("SRModel") is cls
     with pytest.raises(ValueError, match="registered BasicSR model"):
         models.erl_model_class("NoSuchModel")
+    with pytest.raises(ValueError, match="base model such as SRModel"):
+        models.erl_model_class("BCMPretextModel")
+
+
+@pytest.mark.parametrize("base", ["SwinIRModel", "SRGANModel", "ESRGANModel"])
+def test_erl_model_class_over_other_base_models(base: str) -> None:
+    cls = models.erl_model_class(base)
+    assert issubclass(cls, MODEL_REGISTRY.get(base)) and issubclass(cls, models.ERLModel)
+    assert cls.__name__ == f"ERLModel[{base}]"
+    # the mixin's hooks come first, the base's training step is reused
+    assert cls.optimize_parameters is models._ERLMixin.optimize_parameters
 
 
 def test_erl_model_logs_pixel_and_relation_separately(tmp_path: Path) -> None:
