@@ -39,6 +39,7 @@ class SampleRelationLoss(nn.Module):
         ``pred``, ``target``: ``(B, 3, H, W)`` in ``[0, 1]``; output: scalar or ``(B,)``.
 
     Example:
+        >>> import torch
         >>> relation = SampleRelationLoss(BatchCorrelationModule())
         >>> out, gt = torch.rand(4, 3, 64, 64, requires_grad=True), torch.rand(4, 3, 64, 64)
         >>> loss = (out - gt).abs().mean() + 0.1 * relation(out, gt)
