@@ -35,10 +35,13 @@ Patches:
    :class:`erl_losses.data.MixedExposureBatchSampler` over the dataset's ``groups``. Every other
    call goes to basicsr's function unchanged.
 
-4. Multi-process CPU (gloo) training -- reserved. ``init_dist`` hard-codes
-   ``torch.cuda.set_device`` and the nccl backend, and ``BaseModel.model_to_device`` passes
-   ``device_ids=[torch.cuda.current_device()]`` to DDP. The scale-out work adds its patches
-   for both here, in :func:`install`, below the marker ``# -- scale-out patches --``.
+4. Multi-process CPU (gloo) training -- :mod:`.distributed_compat`, applied by :func:`install`.
+   *Why:* ``init_dist`` hard-codes ``torch.cuda.set_device`` and the nccl backend, and
+   ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP, so
+   ``--launcher pytorch`` cannot run on CPU.
+   *When:* only without CUDA (4a, ``_init_dist_pytorch`` joins the torchrun group with gloo) and
+   only for a distributed run whose model lives on the CPU (4b, DDP without ``device_ids``);
+   CUDA runs take basicsr's code. See that module for the details.
 """
 
 from __future__ import annotations
@@ -185,7 +188,10 @@ def install() -> None:
         if current is not replacement:
             _ORIGINALS.setdefault(name, current)
             setattr(basicsr_train, name, replacement)
-    # -- scale-out patches (init_dist, model_to_device for gloo/CPU) go here --
+    # -- scale-out patches --
+    from erl_losses.adapters.basicsr import distributed_compat
+
+    distributed_compat.install()
 
 
 def is_installed() -> bool:
