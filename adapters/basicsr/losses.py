@@ -175,14 +175,23 @@ class ERLCompositeLoss(nn.Module):
 
     def __init__(
         self,
-        base: Mapping[str, Any],
+        base: Mapping[str, Any] | None = None,
         relation: Mapping[str, Any] | None = None,
         loss_weight: float = 1.0,
         reduction: str = "mean",
+        **unknown: Any,
     ) -> None:
         super().__init__()
         from basicsr.losses import build_loss
 
+        check_keys(
+            "loss ERLCompositeLoss", unknown, {"base", "relation", "loss_weight", "reduction"}
+        )
+        if base is None:
+            raise ValueError(
+                "Expected `base` of ERLCompositeLoss (a BasicSR loss such as {type: L1Loss}), "
+                "got none"
+            )
         if reduction not in ("mean", "sum"):
             raise ValueError(
                 f"Expected `reduction` of ERLCompositeLoss to be 'mean' or 'sum', got {reduction!r}"

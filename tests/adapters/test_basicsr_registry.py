@@ -133,8 +133,13 @@ def test_unknown_key_lists_accepted_keys() -> None:
 
 
 def test_composite_rejects_unknown_keys_and_bad_parts() -> None:
-    with pytest.raises(TypeError, match="unexpected keyword argument 'relaton'"):
+    with pytest.raises(
+        ValueError,
+        match=r"\['base', 'loss_weight', 'reduction', 'relation'\], got unknown key\(s\) \['relaton'\]",
+    ):
         build_loss({"type": "ERLCompositeLoss", "base": {"type": "L1Loss"}, "relaton": {}})
+    with pytest.raises(ValueError, match="Expected `base` of ERLCompositeLoss"):
+        build_loss({"type": "ERLCompositeLoss", "relation": {}})
     with pytest.raises(ValueError, match="name a registered BasicSR loss"):
         build_loss({"type": "ERLCompositeLoss", "base": {"loss_weight": 1.0}})
     with pytest.raises(ValueError, match=r"relation\.type"):
