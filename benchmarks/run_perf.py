@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import re
 import shlex
 import sys
@@ -247,6 +248,8 @@ def _mib(n: int | None) -> str:
 
 def provenance(info: dict[str, Any], command: str, wall_s: float, device: torch.device) -> str:
     hw = info.get("gpu") or info.get("cpu_model") or info["processor"]
+    load = info.get("loadavg_1_5_15", "")
+    busy = load and float(load.split()[0]) > (info["nproc"] or 1)
     lines = [
         f"- Date: {info['date_utc']}; run time {wall_s / 60:.1f} min (whole run).",
         f"- Command: `{command}`",
@@ -255,8 +258,14 @@ def provenance(info: dict[str, Any], command: str, wall_s: float, device: torch.
         + (f"; CUDA {info.get('cuda')}, cuDNN {info.get('cudnn')}" if device.type == "cuda" else "")
         + f"; python {info['python']}.",
         f"- Code: git {info['git_commit']} ({info['git_dirty_paths']} uncommitted paths in the "
-        f"working tree); load average at start {info.get('loadavg_1_5_15', 'n/a')}.",
+        f"working tree); load average at start {load or 'n/a'}.",
     ]
+    if busy:
+        lines.append(
+            "- **The machine was shared and oversubscribed during this run** (load average above "
+            "nproc): absolute times are inflated and noisy; only the per-round ratios of cheap "
+            "workloads are robust."
+        )
     return "\n".join(lines)
 
 
@@ -336,8 +345,8 @@ def relation_section(rel: dict[str, Any], args: argparse.Namespace, prov: str) -
             "",
             f"**Growth of the relation term from {lo} to {hi} px** ({pixels:.0f}x the pixels): "
             + "; ".join(growth)
-            + ". With a `work_size` at or below the patch size the term's cost stays flat "
-            "(only the area resize still scales with the pixels).",
+            + ". Expected: about 1x for a `work_size` at or below both sizes (only the area "
+            f"resize scales with the pixels), about {pixels:.0f}x for `full`.",
         ]
     out += [
         "",
@@ -412,6 +421,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     p.add_argument("--json", type=Path, default=None, help="also dump raw results as JSON")
+    p.add_argument(
+        "--render-json", type=Path, default=None,
+        help="only re-render the RESULTS.md sections from a --json file (same size options)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
     if args.e2e_work_sizes is None:
@@ -433,15 +446,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _cf.configure_threads()
     _cf.seed_all()
     info = _cf.collect_machine_info(device)
-    command = "python benchmarks/run_perf.py " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
-    )
-    command = command.strip()
+    env = os.environ.get("ERL_BENCH_THREADS")
+    command = (f"ERL_BENCH_THREADS={env} " if env else "") + "python benchmarks/run_perf.py "
+    command = (
+        command + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    ).strip()
     t_start = time.perf_counter()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
 
+    if args.render_json:  # re-render RESULTS.md sections from a saved --json, no measuring
+        results = json.loads(args.render_json.read_text())
+        return write_sections(results, args, device, results["machine"], results["command"])
     log(f"machine: {json.dumps(info)}")
     results: dict[str, Any] = {"machine": info, "command": command}
     if not args.skip_phase:
@@ -455,9 +472,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:  # a failed variant must not lose the others' figures
                 log(f"  relation benchmark ({prec}) failed: {exc!r}")
                 results["relation"][prec] = {"error": repr(exc)}
-    wall = time.perf_counter() - t_start
-    results["wall_s"] = wall
-    prov = provenance(info, command, wall, device)
+    results["wall_s"] = time.perf_counter() - t_start
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    write_sections(results, args, device, info, command)
+    log(f"done in {results['wall_s'] / 60:.1f} min")
+    return 0
+
+
+def write_sections(
+    results: dict[str, Any],
+    args: argparse.Namespace,
+    device: torch.device,
+    info: dict[str, Any],
+    command: str,
+) -> int:
+    prov = provenance(info, command, results["wall_s"], device)
 
     dev = args.device
     sections: dict[str, str] = {}
@@ -481,9 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n## {heading}\n\n{body}")
     if not args.no_write:
         update_results(args.results, sections)
-        log(f"updated {args.results}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+        print(f"updated {args.results}")
     return 0
 
 
