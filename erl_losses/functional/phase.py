@@ -37,7 +37,7 @@ class _SafeAtan2(torch.autograd.Function):
 
 def safe_angle(z: Tensor, eps: float = 1e-15) -> Tensor:
     """Phase of a complex tensor in ``(-pi, pi]`` with a gradient bounded by ``1 / eps``."""
-    return _SafeAtan2.apply(z.imag, z.real, eps * eps)
+    return _SafeAtan2.apply(z.imag.contiguous(), z.real.contiguous(), eps * eps)
 
 
 def rfft_column_weights(width: int, device: torch.device | None = None) -> Tensor:
@@ -71,11 +71,17 @@ def _real_bins(height: int, width: int, device: torch.device) -> Tensor:
     return mask
 
 
-def _canonical_spectrum(x: Tensor) -> Tensor:
-    """``rfft2`` (orthonormal) of a real batch with its self-conjugate bins made exactly real."""
+def _spectrum_parts(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Real and imaginary parts of the orthonormal ``rfft2`` of a real batch, both contiguous,
+    with the self-conjugate bins made exactly real.
+
+    One copy into contiguous planes: ``atan2`` and the element-wise arithmetic on the strided
+    ``.real``/``.imag`` views of a complex tensor take a slow path (about 6x slower on CPU).
+    """
     spec = torch.fft.rfft2(x, norm="ortho")
+    parts = torch.view_as_real(spec).movedim(-1, 0).contiguous()
     real_bins = _real_bins(x.shape[-2], x.shape[-1], x.device)
-    return torch.complex(spec.real, spec.imag.masked_fill(real_bins, 0.0))
+    return parts[0], parts[1].masked_fill(real_bins, 0.0)
 
 
 def phase_loss(
@@ -138,22 +144,19 @@ def phase_loss(
 
     height, width = pred.shape[-2:]
     with torch.autocast(device_type=pred.device.type, enabled=False):
-        spec_pred = _canonical_spectrum(pred.float())
-        spec_target = _canonical_spectrum(target.float())
+        p_re, p_im = _spectrum_parts(pred.float())
+        t_re, t_im = _spectrum_parts(target.float())
         if mode == "paper":
-            dist = (safe_angle(spec_pred, _PAPER_EPS2**0.5) - safe_angle(spec_target)).abs()
+            dist = (
+                _SafeAtan2.apply(p_im, p_re, _PAPER_EPS2)
+                - _SafeAtan2.apply(t_im, t_re, _PAPER_EPS2)
+            ).abs()
         else:
             # angle(z_p * conj(z_t)) is the signed angular difference, already in (-pi, pi].
             # Written out in real arithmetic so that identical inputs give exactly 0.
-            p_re, p_im, t_re, t_im = (
-                spec_pred.real,
-                spec_pred.imag,
-                spec_target.real,
-                spec_target.imag,
-            )
             cross, dot = p_im * t_re - p_re * t_im, p_re * t_re + p_im * t_im
             dist = _SafeAtan2.apply(cross, dot, amp_floor**4).abs()
-            power = spec_target.abs().square().detach()
+            power = (t_re * t_re + t_im * t_im).detach()
             dist = dist * (power / (power + amp_floor**2))
         columns = rfft_column_weights(width, device=dist.device)
         per_sample = (dist * columns).sum(dim=(1, 2, 3)) / (pred.shape[1] * height * width)
