@@ -56,6 +56,7 @@ from erl_losses.modules.bcm import BatchCorrelationModule
 __all__ = [
     "IMAGE_EXTENSIONS",
     "PRETEXTS",
+    "STAGE2_FUSE",
     "WEIGHTS_FORMAT",
     "FolderImages",
     "PhotoImages",
@@ -71,6 +72,9 @@ __all__ = [
 
 #: The pretext objectives of stage 2 (paper table 2): phase loss (eq. 3), pixel L1, none.
 PRETEXTS: tuple[str, ...] = ("phase", "l1", "none")
+
+#: What stage 2 trains of the fusion ``W``: the ``F'``-reading half only, or all of it.
+STAGE2_FUSE: tuple[str, ...] = ("relation", "all")
 
 #: ``metadata["format"]`` of a BCM weights file written by :func:`save_weights`.
 WEIGHTS_FORMAT = "erl-losses/bcm-1"
@@ -108,6 +112,11 @@ class PretextRecipe:
             ``min_lr_ratio * lr`` follows.
         min_lr_ratio: final learning rate as a fraction of the peak.
         phase_mode: ``mode`` of :func:`~erl_losses.phase_loss` for ``pretext="phase"``.
+        stage2_fuse: which part of the fusion ``W`` stage 2 trains. ``"relation"`` (default):
+            only the weights that read ``F'`` (``W``'s second input half); the weights that read
+            ``F`` and the bias keep their stage-1 values, so the file's auto-encoder path
+            (``reconstruct(x, relation=False)``) stays exactly the stage-1 auto-encoder.
+            ``"all"``: the whole ``W``, as a literal reading of "t_e (+ W)".
         flip: random horizontal/vertical flips of the crops.
         seed: seeds the model initialisation (so the random ``t_e`` of ``"none"`` is
             reproducible) and the crop sampler.
@@ -126,6 +135,7 @@ class PretextRecipe:
     warmup_fraction: float = 0.05
     min_lr_ratio: float = 0.05
     phase_mode: str = "paper"
+    stage2_fuse: str = "relation"
     flip: bool = True
     seed: int = 0
 
@@ -133,6 +143,10 @@ class PretextRecipe:
         if self.pretext not in PRETEXTS:
             raise ValueError(
                 f"Expected `pretext` to be one of {list(PRETEXTS)}, got {self.pretext!r}"
+            )
+        if self.stage2_fuse not in STAGE2_FUSE:
+            raise ValueError(
+                f"Expected `stage2_fuse` to be one of {list(STAGE2_FUSE)}, got {self.stage2_fuse!r}"
             )
         if self.phase_mode not in PHASE_MODES:
             raise ValueError(
@@ -631,13 +645,28 @@ def _stage_loss(
     return (rec - x).abs().mean()
 
 
-def _set_stage(bcm: BatchCorrelationModule, stage: int) -> list[torch.nn.Parameter]:
+def _set_stage(
+    bcm: BatchCorrelationModule, stage: int, recipe: PretextRecipe
+) -> list[torch.nn.Parameter]:
     """Sets ``requires_grad`` for ``stage`` and returns the parameters it trains."""
     bcm.requires_grad_(False)
     params = bcm.encoder_decoder_parameters() if stage == 1 else bcm.relation_parameters()
+    if stage == 2 and recipe.stage2_fuse == "relation" and bcm.fuse.bias is not None:
+        params = [p for p in params if p is not bcm.fuse.bias]
     for p in params:
         p.requires_grad_(True)
     return params
+
+
+def _mask_fuse_grad(bcm: BatchCorrelationModule, stage: int, recipe: PretextRecipe) -> None:
+    """Zeroes the gradient of ``W``'s ``F``-reading half in stage 2 (``stage2_fuse="relation"``).
+
+    Adam (no weight decay) turns an always-zero gradient into an exactly zero update, so those
+    weights keep their stage-1 values bit for bit.
+    """
+    if stage == 2 and recipe.stage2_fuse == "relation" and bcm.fuse.weight.grad is not None:
+        feat = bcm.fuse.weight.shape[1] // 2  # cat([F, F']): the first half reads F
+        bcm.fuse.weight.grad[:, :feat] = 0
 
 
 def _make_optimizer(
@@ -801,8 +830,9 @@ def pretrain_bcm(
         if optim_meta is not None:
             optim_state = _optimizer_state(tensors, optim_meta)
         _truncate_log(log_path, global_step)
-    elif log_path.exists():
-        log_path.unlink()
+    else:  # a fresh run: drop what an earlier run left in `out_dir`
+        for stale in (log_path, checkpoint_path, out / "stage1.safetensors"):
+            stale.unlink(missing_ok=True)
 
     def state_dict(step: int, seconds: float) -> dict[str, Any]:
         return {
@@ -812,6 +842,10 @@ def pretrain_bcm(
             "seconds": seconds,
         }
 
+    stage1_path = out / "stage1.safetensors"
+    if global_step == steps[0] and not stage1_path.exists():
+        # stage 1 comes from `stage1_from`, or a resumed run stopped right after stage 1
+        _save_stage1(bcm, out, recipe, config, provenance, stage1_source)
     started = time.perf_counter()
     log_file = log_path.open("a", newline="")
     writer = csv.writer(log_file)
@@ -823,7 +857,7 @@ def pretrain_bcm(
             last = first + steps[stage - 1]
             if global_step >= last or steps[stage - 1] == 0:
                 continue
-            params = _set_stage(bcm, stage)
+            params = _set_stage(bcm, stage, recipe)
             peak = recipe.stage1_lr if stage == 1 else recipe.stage2_lr
             optimizer = _make_optimizer(params, peak, recipe)
             if optim_state is not None and global_step > first:
@@ -847,6 +881,7 @@ def pretrain_bcm(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                _mask_fuse_grad(bcm, stage, recipe)
                 optimizer.step()
                 global_step = step + 1
                 window.append(float(loss.detach()))
@@ -866,8 +901,6 @@ def pretrain_bcm(
                     )
             if stage == 1:
                 _save_stage1(bcm, out, recipe, config, provenance)
-        if steps[0] == 0 and not (out / "stage1.safetensors").exists():
-            _save_stage1(bcm, out, recipe, config, provenance, stage1_source)
     finally:
         log_file.close()
 
@@ -879,12 +912,17 @@ def pretrain_bcm(
 
     metrics: dict[str, Any] = {}
     if evaluate:
-        baseline = load_weights(out / "stage1.safetensors").to(device)
+        if stage1_path.exists():
+            baseline = load_weights(stage1_path).to(device)
+            baseline_text = "stage-1 weights with the recipe's seeded random t_e"
+        else:  # resumed mid-stage-2 without the stage-1 file: keep the trained W
+            baseline = random_relation(bcm, seed=recipe.seed)
+            baseline_text = "this BCM with the recipe's seeded random t_e"
         metrics = evaluate_bcm(
             bcm, baseline=baseline, num_batches=eval_batches, batch_size=recipe.batch_size,
             crop_size=crop2, phase_mode=recipe.phase_mode,
         )  # fmt: skip
-        metrics["baseline"] = "stage-1 weights with the recipe's seeded random t_e"
+        metrics["baseline"] = baseline_text
     machine = _machine()
     training = {
         "seconds": round(total_seconds, 1),

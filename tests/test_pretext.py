@@ -88,6 +88,7 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_library_run_writes_zoo_ready_outputs(tmp_path):
     result = _run(tmp_path / "run", name="tiny-phase", version="3", urls=["https://x.example/f"])
     out = tmp_path / "run"
@@ -127,11 +128,30 @@ def test_stage2_freezes_encoder_and_decoder(tmp_path):
         assert _equal(_group(stage1, frozen), _group(final, frozen)), frozen
     for trained in ("t_e.", "fuse."):
         assert not _equal(_group(stage1, trained), _group(final, trained)), trained
+    # by default stage 2 trains only the F'-reading half of W: the auto-encoder path is intact
+    half = TINY["feat_channels"]
+    assert torch.equal(final.fuse.weight[:, :half], stage1.fuse.weight[:, :half])
+    assert torch.equal(final.fuse.bias, stage1.fuse.bias)
+    assert not torch.equal(final.fuse.weight[:, half:], stage1.fuse.weight[:, half:])
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(
+            final.reconstruct(x, relation=False), stage1.reconstruct(x, relation=False)
+        )
     # stage 1 never touches t_e: stage1.safetensors holds the recipe's seeded initial t_e
     torch.manual_seed(7)
     fresh = BatchCorrelationModule(**TINY)
     assert _equal(_group(stage1, "t_e."), _group(fresh, "t_e."))
     assert not _equal(_group(stage1, "f_e."), _group(fresh, "f_e."))  # stage 1 trained f_e
+
+
+def test_stage2_fuse_all_trains_the_whole_fusion(tmp_path):
+    result = _run(tmp_path, _recipe(stage2_fuse="all"))
+    stage1 = load_bcm(tmp_path / "stage1.safetensors")
+    half = TINY["feat_channels"]
+    assert not torch.equal(result.bcm.fuse.bias, stage1.fuse.bias)
+    assert not torch.equal(result.bcm.fuse.weight[:, :half], stage1.fuse.weight[:, :half])
+    assert _equal(_group(result.bcm, "f_e."), _group(stage1, "f_e."))
 
 
 def test_pretext_none_skips_stage2_and_l1_trains_it(tmp_path):
@@ -147,6 +167,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint_to_identical_weights(tmp_path):
     straight = _run(tmp_path / "a", checkpoint_every=3)
 
@@ -182,6 +203,11 @@ def test_stage1_from_reuses_another_runs_auto_encoder(tmp_path):
     l1 = _run(tmp_path / "l1", _recipe(pretext="l1", stage1_steps=0), stage1_from=stage1)
     source = load_bcm(stage1)
     assert _equal(_group(l1.bcm, "f_e."), _group(source, "f_e."))
+    # the run's own stage-1 file (its random-t_e baseline) holds the source's W, not the
+    # stage-2-trained one
+    own = load_bcm(tmp_path / "l1" / "stage1.safetensors")
+    assert _equal(_group(own, "fuse."), _group(source, "fuse."))
+    assert not _equal(_group(l1.bcm, "fuse."), _group(source, "fuse."))
     assert json.loads(read_metadata(l1.weights)["training"])["stage1_from"]["file"] == stage1.name
     with pytest.raises(ValueError, match="stage1_steps=0"):
         _run(tmp_path / "x", _recipe(), stage1_from=stage1)
@@ -220,6 +246,7 @@ def test_evaluate_bcm_on_explicit_batches():
         ({"crop_size": 8}, "crop_size"),
         ({"stage1_lr": 0.0}, "stage1_lr"),
         ({"phase_mode": "abs"}, "phase_mode"),
+        ({"stage2_fuse": "some"}, "stage2_fuse"),
         ({"stage2_steps": -1}, "stage2_steps"),
     ],
 )

@@ -91,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stage1-lr", type=float, default=2e-3)
     p.add_argument("--stage2-lr", type=float, default=5e-4)
     p.add_argument("--phase-mode", choices=("paper", "wrapped"), default="paper")
+    p.add_argument(
+        "--stage2-fuse",
+        choices=("relation", "all"),
+        default="relation",
+        help="stage 2 trains only the F'-reading half of W (default: the auto-encoder "
+        "path stays the stage-1 one) or all of W",
+    )
     p.add_argument("--no-flip", action="store_true", help="no random flips of the crops")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -139,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         stage1_lr=args.stage1_lr,
         stage2_lr=args.stage2_lr,
         phase_mode=args.phase_mode,
+        stage2_fuse=args.stage2_fuse,
         flip=not args.no_flip,
         seed=args.seed,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             # download errors are OSErrors, printed here.
             if isinstance(err, ValueError):
                 raise
-            print(f"erl zoo fetch: error: {err}")
+            print(f"erl zoo fetch: error: {err}", file=sys.stderr)
             return 1
         print(path)
         return 0
