@@ -544,9 +544,12 @@ def evaluate_bcm(
         phase_mode: the phase-loss mode (eq. 3 is ``"paper"``).
 
     Returns:
-        A JSON-compatible dict: ``recon_psnr_db`` (``reconstruct(x, relation=True)`` vs ``x``,
-        mean of per-crop PSNR in dB), ``recon_psnr_db_no_relation`` (``relation=False``, the
-        stage-1 auto-encoder path), ``phase_loss`` and ``phase_loss_random_te`` (eq. 3 in
+        A JSON-compatible dict: ``recon_psnr_db`` (the encoder/decoder's reconstruction,
+        ``reconstruct(x, relation=False)`` vs ``x``: mean of per-crop PSNR in dB; with the default
+        ``stage2_fuse="relation"`` this is exactly the stage-1 auto-encoder),
+        ``recon_psnr_db_relation`` (``reconstruct(x, relation=True)``: the reconstruction through
+        the batch relation, which the phase pretext deliberately does not hold to the input's
+        amplitude, i.e. its exposure), ``phase_loss`` and ``phase_loss_random_te`` (eq. 3 in
         radians, for ``bcm`` and ``baseline``), ``l1`` and ``l1_random_te`` (pixel L1 of the
         relation reconstruction), ``phase_loss_reduction`` (relative reduction vs the random
         ``t_e``), and a description of the crops.
@@ -595,8 +598,8 @@ def evaluate_bcm(
 
     phase, phase_rand = mean("phase"), mean("phase_rand")
     return {
-        "recon_psnr_db": mean("psnr"),
-        "recon_psnr_db_no_relation": mean("psnr_ae"),
+        "recon_psnr_db": mean("psnr_ae"),
+        "recon_psnr_db_relation": mean("psnr"),
         "phase_loss": phase,
         "phase_loss_random_te": phase_rand,
         "phase_loss_reduction": round(1 - phase / phase_rand, 4) if phase_rand > 0 else 0.0,
@@ -1036,6 +1039,40 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores visible, torch threads={threads}, {platform.system()}"
 
 
+def _stage1_text(r: dict[str, Any], source: dict[str, Any] | None) -> str:
+    if source is not None:
+        s1 = source.get("recipe") or {}
+        text = f"taken from `{source['file']}` (sha256 {source['sha256'][:12]}...)"
+        if s1.get("stage1_steps"):
+            text += (
+                f", trained for {s1['stage1_steps']} steps, batch {s1['stage1_batch_size']}, "
+                f"{s1.get('stage1_crop_size') or s1.get('crop_size') or 'work_size'} px crops, "
+                f"peak lr {s1['stage1_lr']}, seed {s1['seed']}"
+            )
+        return text
+    crop = r["stage1_crop_size"] or r["crop_size"] or "work_size"
+    return (
+        f"{r['stage1_steps']} steps, batch {r['stage1_batch_size']}, {crop} px crops, peak lr "
+        f"{r['stage1_lr']}"
+    )
+
+
+def _stage2_text(r: dict[str, Any]) -> str:
+    if r["pretext"] == "none":
+        return "skipped: `t_e` keeps its seeded random initialisation"
+    fuse = (
+        "`t_e` and the F'-reading half of `W`"
+        if r.get("stage2_fuse", "all") == "relation"
+        else "`t_e` and `W`"
+    )
+    loss = f"phase loss eq. 3 ({r['phase_mode']})" if r["pretext"] == "phase" else "pixel L1"
+    return (
+        f"{r['stage2_steps']} steps of {loss}, batch {r['batch_size']}, "
+        f"{r['crop_size'] or 'work_size'} px crops, peak lr {r['stage2_lr']}; trains {fuse}, "
+        "`f_e`/`f_d` frozen"
+    )
+
+
 def model_card(entry: dict[str, Any]) -> str:
     """A markdown model card for a manifest entry (a draft: edit the prose before publishing)."""
     m = entry.get("metrics") or {}
@@ -1063,11 +1100,9 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         "## Recipe",
         "",
-        f"- pretext: `{r['pretext']}`; stage 1: {r['stage1_steps']} steps, batch "
-        f"{r['stage1_batch_size']}, crops {r['stage1_crop_size'] or r['crop_size'] or 'work_size'} px, "
-        f"Adam lr {r['stage1_lr']}; stage 2: {r['stage2_steps'] if r['pretext'] != 'none' else 0} "
-        f"steps, batch {r['batch_size']}, crops {r['crop_size'] or 'work_size'} px, Adam lr "
-        f"{r['stage2_lr']}, betas {r['betas']}; seed {r['seed']}.",
+        f"- pretext: `{r['pretext']}`; seed {r['seed']}; Adam betas {r['betas']}.",
+        f"- stage 1 (auto-encoder, L1): {_stage1_text(r, t.get('stage1_from'))}.",
+        f"- stage 2 ({r['pretext']}): {_stage2_text(r)}.",
         f"- BCM config: `{json.dumps(entry['config'], sort_keys=True)}`",
         f"- command: `{t.get('command', '?')}`",
         f"- time: {t.get('seconds', '?')} s on {t.get('machine', '?')} "
@@ -1085,8 +1120,9 @@ def model_card(entry: dict[str, Any]) -> str:
             "",
             "| metric | this BCM | random t_e |",
             "|---|---|---|",
-            f"| reconstruction PSNR, relation path (dB) | {m['recon_psnr_db']} | |",
-            f"| reconstruction PSNR, auto-encoder path (dB) | {m['recon_psnr_db_no_relation']} | |",
+            f"| reconstruction PSNR, encoder/decoder (`relation=False`, dB) | {m['recon_psnr_db']} | |",
+            f"| reconstruction PSNR through the relation (`relation=True`, dB) | "
+            f"{m['recon_psnr_db_relation']} | |",
             f"| phase loss eq. 3 ({m['phase_mode']}, rad) | {m['phase_loss']} | "
             f"{m['phase_loss_random_te']} |",
             f"| pixel L1 of the relation reconstruction | {m['l1']} | {m['l1_random_te']} |",
@@ -1103,7 +1139,7 @@ def model_card(entry: dict[str, Any]) -> str:
         "```",
         "",
         "(SICE: point `--images` at the folder of its ground-truth images.) Then load it with "
-        "`SampleRelationLoss.from_pretrained('runs/bcm-phase-msec/bcm-phase-msec.safetensors')`.",
+        "`SampleRelationLoss.from_pretrained('runs/bcm-phase-msec/bcm-phase-msec-v1.safetensors')`.",
         "",
         f"License: {entry.get('license', '?')}.",
         "",

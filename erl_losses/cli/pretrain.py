@@ -189,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
     if result.metrics:
         m = result.metrics
         print(
-            f"held-out: recon PSNR {m['recon_psnr_db']} dB (relation), "
-            f"{m['recon_psnr_db_no_relation']} dB (auto-encoder); phase loss {m['phase_loss']} "
+            f"held-out: recon PSNR {m['recon_psnr_db']} dB (encoder/decoder), "
+            f"{m['recon_psnr_db_relation']} dB (through the relation); phase loss {m['phase_loss']} "
             f"vs {m['phase_loss_random_te']} with a random t_e"
         )
     return 0
