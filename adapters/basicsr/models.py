@@ -164,7 +164,7 @@ def erl_model_class(base_model_type: str) -> type:
 # ---------------------------------------------------------------------------------------------
 
 #: ``train`` keys of BCMPretextModel besides BasicSR's own.
-_PRETEXT_KEYS = frozenset({"pretext", "phase_mode", "stage1_iter", "optim_stage2"})
+_PRETEXT_KEYS = frozenset({"pretext", "phase_mode", "stage1_iter", "optim_stage2", "stage2_fuse"})
 _BASICSR_TRAIN_KEYS = frozenset({"total_iter", "warmup_iter", "optim_g", "scheduler", "ema_decay"})
 
 
@@ -182,6 +182,9 @@ class BCMPretextModel(SRModel):
       the ``pretext`` loss: ``phase`` (paper eq. 3, ``phase_mode: paper | wrapped``) or ``l1``;
       ``pretext: none`` (the table-2 ablation) trains stage 1 for the whole run and leaves
       ``t_e`` random.
+    * ``stage2_fuse``: ``relation`` (default, as :class:`erl_losses.pretext.PretextRecipe`):
+      stage 2 trains only the half of ``W`` that reads ``F'``, so ``reconstruct(x,
+      relation=False)`` stays exactly the stage-1 auto-encoder; ``all``: the whole ``W``.
     * ``optim_g`` / ``scheduler`` / ``total_iter`` / ``warmup_iter`` as in BasicSR.
 
     Logs ``l_stage1`` or ``l_stage2``; validation reconstructs each image (PSNR of the
@@ -219,6 +222,14 @@ class BCMPretextModel(SRModel):
                 f"got {stage1!r}"
             )
         self.stage1_iter = stage1
+        from erl_losses.pretext import STAGE2_FUSE
+
+        self.stage2_fuse = train_opt.get("stage2_fuse", "relation")
+        if self.stage2_fuse not in STAGE2_FUSE:
+            raise ValueError(
+                f"Expected `train.stage2_fuse` to be one of {list(STAGE2_FUSE)}, "
+                f"got {self.stage2_fuse!r}"
+            )
         self.net_g.train()
         self.ema_decay = 0
         self.cri_stage1 = build_loss({"type": "L1Loss", "loss_weight": 1.0}).to(self.device)
@@ -252,6 +263,8 @@ class BCMPretextModel(SRModel):
         bcm = self.get_bare_model(self.net_g)
         bcm.requires_grad_(False)
         params = bcm.encoder_decoder_parameters() if stage == 1 else bcm.relation_parameters()
+        if stage == 2 and self.stage2_fuse == "relation" and bcm.fuse.bias is not None:
+            params = [p for p in params if p is not bcm.fuse.bias]
         for param in params:
             param.requires_grad_(True)
         if stage != self._stage:
@@ -274,6 +287,9 @@ class BCMPretextModel(SRModel):
         criterion = self.cri_stage1 if stage == 1 else self.cri_stage2
         loss = criterion(self.output, self.gt)
         loss.backward()
+        if stage == 2 and self.stage2_fuse == "relation" and bcm.fuse.weight.grad is not None:
+            # W reads cat([F, F']): freeze the F half (Adam turns a zero gradient into no update).
+            bcm.fuse.weight.grad[:, : bcm.fuse.weight.shape[1] // 2] = 0
         if self.opt.get("dist"):
             # reconstruct() bypasses DDP's forward hooks: average the gradients by hand.
             world = torch.distributed.get_world_size()
@@ -307,6 +323,7 @@ class BCMPretextModel(SRModel):
                     "trainer": "erl_losses.adapters.basicsr.BCMPretextModel",
                     "pretext": self.pretext,
                     "stage1_iter": self.stage1_iter,
+                    "stage2_fuse": self.stage2_fuse,
                     "total_iter": int(self.opt["train"]["total_iter"]),
                 },
             )

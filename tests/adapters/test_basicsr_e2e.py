@@ -186,6 +186,17 @@ def test_bcm_pretext_model_runs_both_stages(tmp_path: Path, synthetic: Path) -> 
     assert len(re.findall(r"l_stage1: \d", log)) == 2
     assert len(re.findall(r"l_stage2: \d", log)) == 2
     assert re.search(r"# psnr: \d+\.\d+", log)
+    # Stage 2 (iterations 3-4) trains only t_e and W's F'-reading half: the auto-encoder saved
+    # at the end of stage 1 (iteration 2) is intact.
+    stage1 = torch.load(exp / "models" / "net_g_2.pth", map_location="cpu")["params"]
+    final = torch.load(exp / "models" / "net_g_latest.pth", map_location="cpu")["params"]
+    half = final["fuse.weight"].shape[1] // 2
+    for key, value in stage1.items():
+        if key.startswith(("f_e.", "f_d_head.", "f_d_tail.")) or key == "fuse.bias":
+            torch.testing.assert_close(final[key], value, rtol=0, atol=0)
+    torch.testing.assert_close(final["fuse.weight"][:, :half], stage1["fuse.weight"][:, :half])
+    assert not torch.equal(final["fuse.weight"][:, half:], stage1["fuse.weight"][:, half:])
+    assert any(not torch.equal(final[k], stage1[k]) for k in stage1 if k.startswith("t_e."))
     weights = exp / "models" / "bcm_phase.safetensors"
     assert weights.is_file()
     from erl_losses import SampleRelationLoss
