@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -57,6 +59,14 @@ def rfft_column_weights(width: int, device: torch.device | None = None) -> Tenso
     return weights
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_column_weights(width: int, device: torch.device) -> Tensor:
+    # Constants built once per (size, device): on a GPU the loss is launch-bound, and building
+    # them anew took as long as the FFTs.
+    return rfft_column_weights(width, device=device)
+
+
+@functools.lru_cache(maxsize=64)
 def _real_bins(height: int, width: int, device: torch.device) -> Tensor:
     """Mask ``(H, W // 2 + 1)`` of the self-conjugate bins of a real image's ``rfft2``.
 
@@ -158,6 +168,6 @@ def phase_loss(
             dist = _SafeAtan2.apply(cross, dot, amp_floor**4).abs()
             power = (t_re * t_re + t_im * t_im).detach()
             dist = dist * (power / (power + amp_floor**2))
-        columns = rfft_column_weights(width, device=dist.device)
+        columns = _cached_column_weights(width, dist.device)
         per_sample = (dist * columns).sum(dim=(1, 2, 3)) / (pred.shape[1] * height * width)
     return reduce(per_sample, reduction)
