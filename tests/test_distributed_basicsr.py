@@ -21,9 +21,8 @@ pytest.importorskip("yaml")
 # Importing the adapter aliases torchvision for basicsr, registers, and applies compat.install().
 pytest.importorskip("erl_losses.adapters.basicsr", exc_type=ImportError)
 
-from erl_losses.adapters.basicsr import distributed_compat
-
 from erl_losses import BatchCorrelationModule
+from erl_losses.adapters.basicsr import distributed_compat
 
 ITERS = 3
 

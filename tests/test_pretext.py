@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from erl_losses.zoo import Manifest, WeightSpec, load_bcm
 from safetensors.torch import load_file
 
 from erl_losses import BatchCorrelationModule
@@ -23,6 +22,7 @@ from erl_losses.pretext import (
     random_relation,
     read_metadata,
 )
+from erl_losses.zoo import Manifest, WeightSpec, load_bcm
 
 TINY = {
     "channels": 4,

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from erl_losses import BatchCorrelationModule, SampleRelationLoss
+from erl_losses.cli import main
+from erl_losses.pretext import save_weights
 from erl_losses.zoo import (
     ChecksumError,
     Manifest,
@@ -21,10 +25,6 @@ from erl_losses.zoo import (
     Zoo,
 )
 from erl_losses.zoo import specs as zoo_specs
-
-from erl_losses import BatchCorrelationModule, SampleRelationLoss
-from erl_losses.cli import main
-from erl_losses.pretext import save_weights
 
 TINY = {
     "in_channels": 3,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from erl_losses.adapters.basicsr._options import accepted_keys, check_keys
 from torch import nn
+
+from erl_losses.adapters.basicsr._options import accepted_keys, check_keys
 
 __all__ = ["ARCH_NAMES", "arch_classes", "checked_subclass"]
 

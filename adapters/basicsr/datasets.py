@@ -30,8 +30,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from erl_losses.adapters.basicsr._options import accepted_keys, check_keys, check_mapping
 from torch.utils.data import Dataset
+
+from erl_losses.adapters.basicsr._options import accepted_keys, check_keys, check_mapping
 
 __all__ = ["LOADER_KEYS", "MSECDataset", "SICEDataset", "SyntheticExposureDataset"]
 

@@ -25,10 +25,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from erl_losses.adapters.basicsr._options import accepted_keys, check_keys, check_mapping
 from torch import Tensor, nn
 
 import erl_losses
+from erl_losses.adapters.basicsr._options import accepted_keys, check_keys, check_mapping
 
 __all__ = ["ERLCompositeLoss", "PhaseLoss", "SampleRelationLoss", "build_relation_bcm"]
 

@@ -31,8 +31,9 @@ from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
-from erl_losses.adapters.basicsr._options import check_keys, check_mapping
 from torch import Tensor, nn
+
+from erl_losses.adapters.basicsr._options import check_keys, check_mapping
 
 __all__ = ["BCMPretextModel", "ERLModel", "erl_model_class"]
 

@@ -17,8 +17,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     Args:
         argv: the command-line arguments (default ``sys.argv[1:]``), read by basicsr's parser.
     """
-    import erl_losses.adapters.basicsr  # noqa: F401  -- registers and patches
     from basicsr.test import test_pipeline
+
+    import erl_losses.adapters.basicsr  # noqa: F401  -- registers and patches
 
     saved = sys.argv
     if argv is not None:

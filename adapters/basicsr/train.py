@@ -21,8 +21,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv: the command-line arguments (default ``sys.argv[1:]``); basicsr's own parser reads
             them (``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``, ``--force_yml``).
     """
-    import erl_losses.adapters.basicsr  # noqa: F401  -- registers and patches
     from basicsr.train import train_pipeline
+
+    import erl_losses.adapters.basicsr  # noqa: F401  -- registers and patches
 
     saved = sys.argv
     if argv is not None:

@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import erl_losses.adapters.basicsr as adapter
 import pytest
 import torch
 import yaml
 
+import erl_losses.adapters.basicsr as adapter
 from tests._helpers import TINY_BCM
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,6 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-import erl_losses.adapters.basicsr as adapter
 import pytest
 import torch
 import yaml
@@ -22,9 +21,10 @@ from basicsr.utils.registry import (
     MODEL_REGISTRY,
     Registry,
 )
-from erl_losses.adapters.basicsr import compat, models
 
 import erl_losses
+import erl_losses.adapters.basicsr as adapter
+from erl_losses.adapters.basicsr import compat, models
 from tests._helpers import TINY_BCM
 
 REGISTRIES = {
