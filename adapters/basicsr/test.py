@@ -6,9 +6,9 @@ runnable as ``python -m erl_losses.adapters.basicsr.test``.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
+
+from erl_losses.adapters.basicsr._entry import run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -19,15 +19,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     from basicsr.test import test_pipeline
 
-    import erl_losses.adapters.basicsr  # noqa: F401  -- registers and patches
-
-    saved = sys.argv
-    if argv is not None:
-        sys.argv = [saved[0] if saved else "erl-basicsr-test", *argv]
-    try:
-        test_pipeline(os.getcwd())
-    finally:
-        sys.argv = saved
+    run_pipeline(test_pipeline, "erl-basicsr-test", argv)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ and relative ``dataroot`` paths of the option file are resolved from there. Also
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
+
+from erl_losses.adapters.basicsr._entry import run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -23,15 +23,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     from basicsr.train import train_pipeline
 
-    import erl_losses.adapters.basicsr  # noqa: F401  -- registers and patches
-
-    saved = sys.argv
-    if argv is not None:
-        sys.argv = [saved[0] if saved else "erl-basicsr-train", *argv]
-    try:
-        train_pipeline(os.getcwd())
-    finally:
-        sys.argv = saved
+    run_pipeline(train_pipeline, "erl-basicsr-train", argv)
 
 
 if __name__ == "__main__":
