@@ -112,6 +112,63 @@ def test_forward_returns_only_the_prediction(nets: dict[str, torch.nn.Module], n
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_return_aux_matches_forward_with_aux(nets: dict[str, torch.nn.Module], name: str) -> None:
+    x = torch.rand(2, 3, 20, 28)
+    with torch.no_grad():
+        plain = nets[name](x, return_aux=False)
+        pred, aux = nets[name](x, return_aux=True)
+        alias_pred, alias_aux = nets[name].forward_with_aux(x)
+    assert isinstance(plain, torch.Tensor), f"Expected a tensor, got {type(plain).__name__}"
+    torch.testing.assert_close(pred, plain)
+    torch.testing.assert_close(alias_pred, pred)
+    assert set(aux) == set(alias_aux) == set(AUX_CHANNELS[name])
+    for key in aux:
+        torch.testing.assert_close(alias_aux[key], aux[key])
+
+
+def test_forward_with_aux_goes_through_module_call() -> None:
+    # The alias calls the module (hooks fire), so it stays equivalent to net(x, return_aux=True).
+    net = ECLNet(nc=4, num_blocks=1)
+    seen: list[dict] = []
+    net.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    net.forward_with_aux(torch.rand(1, 3, 8, 8))
+    net(torch.rand(1, 3, 8, 8))
+    assert seen == [{"return_aux": True}, {}], f"Expected one aux call then a plain one, got {seen}"
+
+
+@pytest.mark.parametrize("name", ["ECLNet", "FECNet"])
+def test_own_loss_through_a_ddp_wrapper_matches_the_plain_net(name: str, tmp_path) -> None:
+    """``compute`` calls ``net(x, return_aux=True)``, which a DDP wrapper forwards (gloo, 1 rank)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.manual_seed(4)
+    kwargs = {"nc": 4, "num_blocks": 1} if name == "ECLNet" else {"nc": 4}
+    net, twin = build_arch(name, **kwargs), build_arch(name, **kwargs)
+    twin.load_state_dict(net.state_dict())
+    lq, gt = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    crit = LOSSES[name]()
+    extra = {"generator": torch.Generator().manual_seed(0)} if name == "ECLNet" else {}
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        wrapped = DistributedDataParallel(net)
+        loss, pred = crit.compute(wrapped, lq, gt, **extra)
+        loss.backward()
+    finally:
+        dist.destroy_process_group()
+    extra = {"generator": torch.Generator().manual_seed(0)} if name == "ECLNet" else {}
+    ref_loss, ref_pred = crit.compute(twin, lq, gt, **extra)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(pred, ref_pred)
+    for (pname, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+        assert p.grad is not None, f"Expected a gradient for {pname}, got none"
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda m, n=pname: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_own_loss_gives_finite_gradient_to_every_parameter(name: str) -> None:
     torch.manual_seed(2)
     net = build_arch(name)

@@ -3,8 +3,9 @@
 Every net maps RGB (B, 3, H, W) in [0, 1] to RGB of the same shape in [0, 1], for any H, W
 (inputs are padded internally and outputs cropped back). ``forward(x)`` returns only the
 prediction, so stock training loops (BasicSR's ``self.output = net_g(lq)``) work unchanged;
-``forward_with_aux(x) -> (pred, aux)`` adds the auxiliary outputs the nets' own losses in
-:mod:`erl_losses.archs.losses` need.
+``forward(x, return_aux=True) -> (pred, aux)`` adds the auxiliary outputs the nets' own losses in
+:mod:`erl_losses.archs.losses` need (``forward_with_aux(x)`` is an alias). The losses call
+``net(x, return_aux=True)``, so a DistributedDataParallel-wrapped net syncs its gradients.
 
 =========  ==========  =============  =====================================
 name       parameters  paper table 1  ``aux`` keys

@@ -149,9 +149,19 @@ class _DRBNBase(nn.Module):
         self.units = nn.ModuleList(_BandUnit(self._enc) for _ in range(num_units))
 
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Prediction plus auxiliary outputs.
+        """``self(x, return_aux=True)``: the prediction and the auxiliary outputs."""
+        return self(x, return_aux=True)
+
+    def forward(
+        self, x: Tensor, return_aux: bool = False
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """(B, 3, H, W) in [0, 1] -> corrected (B, 3, H, W) in [0, 1], or ``(pred, aux)``.
+
+        Call ``net(x, return_aux=True)`` (not ``net.forward_with_aux``) when ``net`` may be
+        wrapped in DistributedDataParallel, so that the call goes through the wrapper.
 
         Returns:
+            ``pred`` when ``return_aux`` is false (the default), else
             ``(pred, aux)``: ``pred`` (B, 3, H, W) is the last unit's full-resolution estimate
             clamped to [0, 1]. ``aux["half"]`` (B, 3, ceil(H/2), ceil(W/2)) and
             ``aux["quarter"]`` (B, 3, ceil(H/4), ceil(W/4)) are its 1/2 and 1/4 estimates
@@ -172,11 +182,8 @@ class _DRBNBase(nn.Module):
             "quarter": crop_to(quarter, scaled_size(size, 4)),
             **enc_aux,
         }
-        return crop_to(est, size).clamp(0.0, 1.0), aux
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> corrected (B, 3, H, W) in [0, 1]."""
-        return self.forward_with_aux(x)[0]
+        pred = crop_to(est, size).clamp(0.0, 1.0)
+        return (pred, aux) if return_aux else pred
 
 
 class DRBN(_DRBNBase):

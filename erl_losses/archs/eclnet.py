@@ -169,9 +169,19 @@ class ECLNet(nn.Module):
         self.refine = nn.Sequential(conv(nc, nc, 3), _CALayer(nc, 4), conv(nc, 3, 3))
 
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Prediction plus auxiliary outputs.
+        """``self(x, return_aux=True)``: the prediction and the auxiliary outputs."""
+        return self(x, return_aux=True)
+
+    def forward(
+        self, x: Tensor, return_aux: bool = False
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """(B, 3, H, W) in [0, 1] -> corrected (B, 3, H, W) in [0, 1], or ``(pred, aux)``.
+
+        Call ``net(x, return_aux=True)`` (not ``net.forward_with_aux``) when ``net`` may be
+        wrapped in DistributedDataParallel, so that the call goes through the wrapper.
 
         Returns:
+            ``pred`` when ``return_aux`` is false (the default), else
             ``(pred, aux)``: ``pred`` (B, 3, H, W) clamped to [0, 1]; ``aux["feature"]``
             (B, nc, H, W) is the fused feature map that ECLNet's consistency loss compares.
         """
@@ -184,8 +194,5 @@ class ECLNet(nn.Module):
             outs.append(h)
         feat = self.fuse(torch.cat(outs, dim=1))
         out = self.refine(feat)
-        return crop_to(out, size).clamp(0.0, 1.0), {"feature": crop_to(feat, size)}
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> corrected (B, 3, H, W) in [0, 1]."""
-        return self.forward_with_aux(x)[0]
+        pred = crop_to(out, size).clamp(0.0, 1.0)
+        return (pred, {"feature": crop_to(feat, size)}) if return_aux else pred

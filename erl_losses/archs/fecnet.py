@@ -240,9 +240,19 @@ class FECNet(nn.Module):
         self.phase_net = _PhaseNet(2 * self.nc)
 
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Prediction plus auxiliary outputs.
+        """``self(x, return_aux=True)``: the prediction and the auxiliary outputs."""
+        return self(x, return_aux=True)
+
+    def forward(
+        self, x: Tensor, return_aux: bool = False
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """(B, 3, H, W) in [0, 1] -> corrected (B, 3, H, W) in [0, 1], or ``(pred, aux)``.
+
+        Call ``net(x, return_aux=True)`` (not ``net.forward_with_aux``) when ``net`` may be
+        wrapped in DistributedDataParallel, so that the call goes through the wrapper.
 
         Returns:
+            ``pred`` when ``return_aux`` is false (the default), else
             ``(pred, aux)``: ``pred`` (B, 3, H, W) is the PhaseNet output clamped to [0, 1];
             ``aux["amplitude"]`` (B, 3, H, W) is the AmplitudeNet output clamped to [0, 1].
         """
@@ -251,8 +261,6 @@ class FECNet(nn.Module):
         x_amp = self.amplitude_net(xp)
         out = self.phase_net(x_amp, xp)
         pred = crop_to(out, size).clamp(0.0, 1.0)
+        if not return_aux:
+            return pred
         return pred, {"amplitude": crop_to(x_amp, size).clamp(0.0, 1.0)}
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> corrected (B, 3, H, W) in [0, 1]."""
-        return self.forward_with_aux(x)[0]

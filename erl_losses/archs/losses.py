@@ -3,11 +3,12 @@
 All three modules share one API:
 
 * ``loss(pred, aux, gt, ...) -> Tensor``: a scalar from outputs already computed with
-  ``pred, aux = net.forward_with_aux(lq)``. This is the form to use inside a training loop that
+  ``pred, aux = net(lq, return_aux=True)``. This is the form to use inside a training loop that
   also needs ``pred`` for other terms.
 * ``loss.compute(net, lq, gt, ...) -> (loss, pred)``: runs the network itself (ECLNet's
   consistency term needs a second forward pass on an augmented input) and returns the loss and
-  the prediction.
+  the prediction. It calls ``net(x, return_aux=True)``, so ``net`` may be wrapped in
+  DistributedDataParallel (the call goes through the wrapper, as gradient sync needs).
 
 ERL adds its sample-relation term to any of them, on the prediction only::
 
@@ -146,8 +147,12 @@ class FECNetLoss(nn.Module):
         return loss
 
     def compute(self, net: nn.Module, lq: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
-        """Run ``net.forward_with_aux(lq)`` and return ``(loss, pred)``."""
-        pred, aux = net.forward_with_aux(lq)
+        """Run ``net(lq, return_aux=True)`` and return ``(loss, pred)``.
+
+        ``net`` may be wrapped (DistributedDataParallel, DataParallel): it is called, so the
+        call goes through the wrapper.
+        """
+        pred, aux = net(lq, return_aux=True)
         return self(pred, aux, gt), pred
 
 
@@ -216,7 +221,7 @@ class ECLNetLoss(_SSIMWindow):
 
     * ``loss.compute(net, lq, gt)`` does both passes (when ``augment`` is true and
       ``consistency_weight > 0``), or
-    * ``loss(pred, aux, gt, aug_aux=net.forward_with_aux(aug)[1])`` with your own augmentation;
+    * ``loss(pred, aux, gt, aug_aux=net(aug, return_aux=True)[1])`` with your own augmentation;
       without ``aug_aux`` the consistency term is left out.
 
     Add ERL's term as ``L + 0.1 * relation(pred, gt)``. Returns a scalar.
@@ -263,11 +268,11 @@ class ECLNetLoss(_SSIMWindow):
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run ``net`` on ``lq`` (and on its augmented copy) and return ``(loss, pred)``."""
-        pred, aux = net.forward_with_aux(lq)
+        pred, aux = net(lq, return_aux=True)
         aug_aux = None
         if self.augment and self.consistency_weight:
             aug = exposure_mix_augment(lq, gt, box_size=self.box_size, generator=generator)
-            aug_aux = net.forward_with_aux(aug)[1]
+            aug_aux = net(aug, return_aux=True)[1]
         return self(pred, aux, gt, aug_aux), pred
 
 
@@ -310,7 +315,7 @@ class DRBNLoss(_SSIMWindow):
         teacher_aux: Mapping[str, Tensor] | None = None,
     ) -> Tensor:
         """Args: ``pred``, ``gt`` (B, 3, H, W) in [0, 1]; ``aux`` from DRBN.forward_with_aux;
-        ``teacher_aux``: a frozen DRBN-ENC's ``forward_with_aux(gt)[1]`` (optional)."""
+        ``teacher_aux``: a frozen DRBN-ENC's ``teacher(gt, return_aux=True)[1]`` (optional)."""
         _check_pred_gt(pred, gt)
         targets = (gt, gt[..., ::2, ::2], gt[..., ::4, ::4])
         outputs = (pred, get_aux(aux, "half", "DRBN"), get_aux(aux, "quarter", "DRBN"))
@@ -336,9 +341,9 @@ class DRBNLoss(_SSIMWindow):
         teacher: nn.Module | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run ``net`` on ``lq`` (and a frozen ``teacher`` on ``gt``); return ``(loss, pred)``."""
-        pred, aux = net.forward_with_aux(lq)
+        pred, aux = net(lq, return_aux=True)
         teacher_aux = None
         if teacher is not None:
             with torch.no_grad():
-                teacher_aux = teacher.forward_with_aux(gt)[1]
+                teacher_aux = teacher(gt, return_aux=True)[1]
         return self(pred, aux, gt, teacher_aux), pred
