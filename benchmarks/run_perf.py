@@ -440,6 +440,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.render_json:  # re-render RESULTS.md sections from a saved --json: no device needed
+        results = json.loads(args.render_json.read_text())
+        return write_sections(results, args, device, results["machine"], results["command"])
     if device.type == "cuda" and not torch.cuda.is_available():
         print("--device cuda but CUDA is not available", file=sys.stderr)
         return 2
@@ -456,9 +459,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
 
-    if args.render_json:  # re-render RESULTS.md sections from a saved --json, no measuring
-        results = json.loads(args.render_json.read_text())
-        return write_sections(results, args, device, results["machine"], results["command"])
     log(f"machine: {json.dumps(info)}")
     results: dict[str, Any] = {"machine": info, "command": command}
     if not args.skip_phase:
