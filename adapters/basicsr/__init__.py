@@ -8,7 +8,8 @@ and registers, idempotently:
 =========  ==============================================================================
 registry   names
 =========  ==============================================================================
-loss       ``PhaseLoss``, ``SampleRelationLoss``, ``ERLCompositeLoss``
+loss       ``PhaseLoss``, ``SampleRelationLoss``, ``ERLCompositeLoss``,
+           ``FECNetLoss``, ``ECLNetLoss``, ``DRBNLoss`` (``train.net_loss_opt``)
 arch       ``BatchCorrelationModule``, ``DRBN``, ``DRBN_ENC``, ``ECLNet``, ``FECNet``
 model      ``ERLModel``, ``BCMPretextModel``
 dataset    ``MSECDataset``, ``SICEDataset``, ``SyntheticExposureDataset``
@@ -50,7 +51,14 @@ __all__ = ["REGISTERED", "option_files", "register"]
 
 #: Every name the adapter registers, per registry.
 REGISTERED: dict[str, tuple[str, ...]] = {
-    "loss": ("PhaseLoss", "SampleRelationLoss", "ERLCompositeLoss"),
+    "loss": (
+        "PhaseLoss",
+        "SampleRelationLoss",
+        "ERLCompositeLoss",
+        "FECNetLoss",
+        "ECLNetLoss",
+        "DRBNLoss",
+    ),
     "arch": ("BatchCorrelationModule", "DRBN", "DRBN_ENC", "ECLNet", "FECNet"),
     "model": ("ERLModel", "BCMPretextModel"),
     "dataset": ("MSECDataset", "SICEDataset", "SyntheticExposureDataset"),
@@ -78,6 +86,7 @@ def _objects() -> dict[str, dict[str, Any]]:
             "PhaseLoss": losses.PhaseLoss,
             "SampleRelationLoss": losses.SampleRelationLoss,
             "ERLCompositeLoss": losses.ERLCompositeLoss,
+            **{name: getattr(losses, name) for name in losses.NET_LOSS_NAMES},
         },
         "arch": arch_classes(),
         "model": {"ERLModel": models.ERLModel, "BCMPretextModel": models.BCMPretextModel},

@@ -1,6 +1,8 @@
 """BasicSR models: ``ERLModel`` (any base model + a relation term) and ``BCMPretextModel``.
 
-``ERLModel`` reads ``train.relation_opt`` next to the base model's usual losses and logs
+``ERLModel`` trains in one of two ways.
+
+With the base model's pixel loss, reading ``train.relation_opt`` next to it and logging
 ``l_relation`` separately from ``l_pix``::
 
     model_type: ERLModel
@@ -15,6 +17,20 @@ does -- EMA, validation, saving, resuming -- is unchanged. The relation term rid
 model's pixel criterion: ``cri_pix`` becomes ``pixel + relation`` (one backward pass), and the two
 terms are logged as ``l_pix`` (or ``l_g_pix`` for GAN models) and ``l_relation``.
 
+With the net's own loss (the paper's recipe ``L = L_c + 0.1 * L_r``), ``train.net_loss_opt``
+replaces ``pixel_opt``; ``relation_opt`` is optional (without it: the paper's baseline)::
+
+    model_type: ERLModel
+    base_model_type: SRModel          # SRModel or a non-GAN subclass (SwinIRModel, ...)
+    train:
+      net_loss_opt: {type: ECLNetLoss}                              # FECNetLoss | DRBNLoss
+      relation_opt: {type: SampleRelationLoss, loss_weight: 0.1}   # optional
+
+Each step computes ``l_net, pred = net_loss.compute(net_g, lq, gt)`` -- ``net_g`` is called
+through its DistributedDataParallel wrapper, as ``net_g(lq, return_aux=True)`` -- adds
+``relation(pred, gt)`` when configured, backpropagates once, steps ``optimizer_g``, updates the
+EMA copy like SRModel, and logs ``l_net`` and ``l_relation``.
+
 ``BCMPretextModel`` trains a :class:`~erl_losses.BatchCorrelationModule` with the two-stage
 pretext of paper sec. 3.2 (the recipe of :mod:`erl_losses.pretext`) from an option file; see
 :class:`BCMPretextModel`.
@@ -27,8 +43,10 @@ from collections import OrderedDict
 from typing import Any
 
 import torch
+from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
+from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import Tensor, nn
@@ -80,6 +98,13 @@ class ERLModel:
     * ``train.relation_opt``: the relation loss, ``{type: SampleRelationLoss, loss_weight: 0.1,
       bcm: <zoo name | path | null>, ...}`` (``type`` defaults to ``SampleRelationLoss``; any
       registered loss taking ``(pred, target)`` works).
+    * ``train.net_loss_opt``: the net's own loss, ``{type: FECNetLoss | ECLNetLoss | DRBNLoss,
+      loss_weight: 1.0, <the loss's options>}`` (any registered loss with ``compute(net, lq,
+      gt) -> (loss, pred)``). It replaces ``pixel_opt``/``perceptual_opt`` (both refused next
+      to it), makes ``relation_opt`` optional, and needs SRModel or a non-GAN subclass as base.
+      Logged as ``l_net`` (and ``l_relation``).
+
+    At least one of ``relation_opt`` and ``net_loss_opt`` is required.
 
     ``ERLModel(opt)`` returns an instance of ``ERLModel[<base>]`` (see :func:`erl_model_class`).
     """
@@ -97,21 +122,80 @@ class _ERLMixin:
     device: torch.device
     cri_pix: nn.Module | None
     log_dict: OrderedDict[str, float]
+    #: The net's own loss (``train.net_loss_opt``); None in the ``pixel_opt`` mode.
+    cri_net: nn.Module | None = None
+    cri_relation: nn.Module | None = None
 
     def init_training_settings(self) -> None:
-        relation_opt = self.opt["train"].get("relation_opt")
+        train_opt = self.opt["train"]
+        relation_opt = train_opt.get("relation_opt")
+        if relation_opt is not None:
+            relation_opt = copy.deepcopy(check_mapping("`train.relation_opt`", relation_opt))
+            relation_opt.setdefault("type", "SampleRelationLoss")
+        if train_opt.get("net_loss_opt") is not None:
+            self._init_net_loss_training(train_opt["net_loss_opt"], relation_opt)
+            return
         if relation_opt is None:
             raise ValueError(
-                "Expected `train.relation_opt` for model_type ERLModel (e.g. {type: "
-                "SampleRelationLoss, loss_weight: 0.1}), got none"
+                "Expected `train.relation_opt` (e.g. {type: SampleRelationLoss, loss_weight: "
+                "0.1}) or `train.net_loss_opt` (e.g. {type: ECLNetLoss}) for model_type "
+                "ERLModel, got neither"
             )
-        relation_opt = copy.deepcopy(check_mapping("`train.relation_opt`", relation_opt))
-        relation_opt.setdefault("type", "SampleRelationLoss")
         super().init_training_settings()  # type: ignore[misc]
         self.cri_relation = build_loss(relation_opt).to(self.device)
         self.cri_pix = _PixelPlusRelation(self.cri_pix, self.cri_relation).to(self.device)
 
+    def _init_net_loss_training(self, net_loss_opt: Any, relation_opt: dict | None) -> None:
+        """SRModel's training settings with the net's own loss in place of ``pixel_opt``."""
+        if not isinstance(self, SRModel) or isinstance(self, SRGANModel):
+            raise ValueError(
+                "Expected `base_model_type` to be SRModel or a non-GAN subclass of it with "
+                f"`train.net_loss_opt`, got {self.opt.get('base_model_type', 'SRModel')!r}"
+            )
+        train_opt = self.opt["train"]
+        clashing = sorted(k for k in ("pixel_opt", "perceptual_opt") if train_opt.get(k))
+        if clashing:
+            raise ValueError(
+                "Expected no `train.pixel_opt`/`train.perceptual_opt` next to "
+                f"`train.net_loss_opt` (the net's own loss replaces them), got {clashing}"
+            )
+        net_loss_opt = copy.deepcopy(check_mapping("`train.net_loss_opt`", net_loss_opt))
+        if "type" not in net_loss_opt:
+            raise ValueError(
+                "Expected `train.net_loss_opt` to name its loss with `type:` (FECNetLoss, "
+                f"ECLNetLoss or DRBNLoss), got keys {sorted(net_loss_opt)}"
+            )
+        cri_net = build_loss(net_loss_opt)
+        if not callable(getattr(cri_net, "compute", None)):
+            raise TypeError(
+                "Expected `train.net_loss_opt` to be a net's own loss with compute(net, lq, gt) "
+                f"(FECNetLoss, ECLNetLoss, DRBNLoss), got {type(cri_net).__name__}"
+            )
+        self.net_g.train()  # type: ignore[attr-defined]
+        # EMA as SRModel.init_training_settings sets it up.
+        self.ema_decay = train_opt.get("ema_decay", 0)
+        if self.ema_decay > 0:
+            get_root_logger().info(f"Use Exponential Moving Average with decay: {self.ema_decay}")
+            self.net_g_ema = build_network(self.opt["network_g"]).to(self.device)
+            load_path = self.opt["path"].get("pretrain_network_g", None)
+            if load_path is not None:
+                strict = self.opt["path"].get("strict_load_g", True)
+                self.load_network(self.net_g_ema, load_path, strict, "params_ema")
+            else:
+                self.model_ema(0)
+            self.net_g_ema.eval()
+        self.cri_net = cri_net.to(self.device)
+        if relation_opt is not None:
+            self.cri_relation = build_loss(relation_opt).to(self.device)
+        self.cri_pix = None
+        self.cri_perceptual = None
+        self.setup_optimizers()  # type: ignore[attr-defined]
+        self.setup_schedulers()  # type: ignore[attr-defined]
+
     def optimize_parameters(self, current_iter: int) -> None:
+        if self.cri_net is not None:
+            self._optimize_with_net_loss()
+            return
         criterion = self.cri_pix
         if isinstance(criterion, _PixelPlusRelation):
             criterion.last_terms = {}
@@ -129,6 +213,25 @@ class _ERLMixin:
             log.pop(pixel_key, None)  # the criterion held only the relation term
         log.update(self.reduce_loss_dict(extra))  # type: ignore[attr-defined]
         self.log_dict = log
+
+    def _optimize_with_net_loss(self) -> None:
+        """One step of ``L = L_c + relation(pred, gt)``, SRModel-style (optimizer, EMA, log)."""
+        assert self.cri_net is not None
+        self.optimizer_g.zero_grad()  # type: ignore[attr-defined]
+        # Called through the wrapper: net_g(lq, return_aux=True), so DDP syncs the gradients.
+        l_net, pred = self.cri_net.compute(self.net_g, self.lq, self.gt)  # type: ignore[attr-defined]
+        loss_dict: OrderedDict[str, Tensor] = OrderedDict(l_net=l_net)
+        l_total = l_net
+        if self.cri_relation is not None:
+            l_relation = self.cri_relation(pred, self.gt)  # type: ignore[attr-defined]
+            loss_dict["l_relation"] = l_relation
+            l_total = l_total + l_relation
+        l_total.backward()
+        self.optimizer_g.step()  # type: ignore[attr-defined]
+        self.output = pred.detach()
+        self.log_dict = self.reduce_loss_dict(loss_dict)  # type: ignore[attr-defined]
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)  # type: ignore[attr-defined]
 
 
 _ERL_CLASSES: dict[str, type] = {}

@@ -35,6 +35,13 @@ REGISTRIES = {
 }
 OPTION_FILES = adapter.option_files()
 PAPER_NETS = ("drbn", "drbn_enc", "eclnet", "fecnet")
+#: Each net's own loss, as the paper's option files must name it in `train.net_loss_opt`.
+OWN_LOSS = {
+    "DRBN": "DRBNLoss",
+    "DRBN_ENC": "DRBNLoss",
+    "ECLNet": "ECLNetLoss",
+    "FECNet": "FECNetLoss",
+}
 
 
 # -- registration ------------------------------------------------------------------------------
@@ -244,8 +251,22 @@ def test_option_file_builds_its_net_and_losses(path: Path) -> None:
             loss = build_loss(copy.deepcopy(train[key]))
             x = torch.rand(2, 3, 32, 32)
             assert torch.isfinite(loss(net(x) if opt["model_type"] != "BCMPretextModel" else x, x))
+    if "net_loss_opt" in train:
+        criterion = build_loss(copy.deepcopy(train["net_loss_opt"]))
+        torch.manual_seed(0)
+        lq, gt = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+        l_net, pred = criterion.compute(net, lq, gt)
+        assert pred.shape == lq.shape, f"Expected {tuple(lq.shape)}, got {tuple(pred.shape)}"
+        assert l_net.ndim == 0 and torch.isfinite(l_net), f"Expected a finite scalar, got {l_net}"
+        l_net.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    if path.stem.rsplit("_", 2)[0] in PAPER_NETS:
+        # The paper's recipe: each net trains with its own loss (+ 0.1 * L_r for `erl`).
+        expected = OWN_LOSS[opt["network_g"]["type"]]
+        assert train["net_loss_opt"]["type"] == expected, (path.name, train["net_loss_opt"])
+        assert "pixel_opt" not in train and "perceptual_opt" not in train, path.name
     if opt["model_type"] == "ERLModel":
-        assert "relation_opt" in train
+        assert "relation_opt" in train or "net_loss_opt" in train
         models.erl_model_class(opt.get("base_model_type", "SRModel"))
     for phase, dataset in opt["datasets"].items():
         cls = DATASET_REGISTRY.get(dataset["type"])
@@ -257,8 +278,10 @@ def test_erl_option_files_differ_from_baselines_only_by_the_relation() -> None:
         for ds in ("msec", "sice"):
             base = _load(next(p for p in OPTION_FILES if p.stem == f"{net}_baseline_{ds}"))
             erl = _load(next(p for p in OPTION_FILES if p.stem == f"{net}_erl_{ds}"))
-            assert erl["model_type"] == "ERLModel" and base["model_type"] == "SRModel"
+            assert erl["model_type"] == base["model_type"] == "ERLModel"
+            assert erl["base_model_type"] == base["base_model_type"] == "SRModel"
             assert erl["train"]["relation_opt"]["loss_weight"] == 0.1
+            assert "relation_opt" not in base["train"]
             for key in ("network_g", "datasets"):
                 assert erl[key] == base[key]
             relation = erl["train"].pop("relation_opt")
@@ -332,6 +355,103 @@ def test_erl_model_logs_pixel_and_relation_separately(tmp_path: Path) -> None:
     del no_relation["train"]["relation_opt"]
     with pytest.raises(ValueError, match="relation_opt"):
         MODEL_REGISTRY.get("ERLModel")(no_relation)
+
+
+def _net_loss_opt(tmp_path: Path, **train: object) -> dict:
+    return {
+        "name": "unit",
+        "model_type": "ERLModel",
+        "num_gpu": 0,
+        "is_train": True,
+        "dist": False,
+        "rank": 0,
+        "world_size": 1,
+        "network_g": {"type": "ECLNet", "nc": 4, "num_blocks": 1},
+        "path": {"models": str(tmp_path)},
+        "train": {
+            "optim_g": {"type": "Adam", "lr": 1e-3},
+            "scheduler": {"type": "MultiStepLR", "milestones": [10], "gamma": 0.5},
+            "net_loss_opt": {"type": "ECLNetLoss", "augment": False},
+            **train,
+        },
+    }
+
+
+def test_net_losses_are_registered_with_key_checks_and_weight() -> None:
+    from erl_losses.archs import losses as core
+
+    for name in ("FECNetLoss", "ECLNetLoss", "DRBNLoss"):
+        cls = LOSS_REGISTRY.get(name)
+        assert issubclass(cls, getattr(core, name)), f"Expected a {name} subclass, got {cls}"
+    with pytest.raises(ValueError, match=r"got unknown key\(s\) \['ssim_wieght'\]"):
+        build_loss({"type": "ECLNetLoss", "ssim_wieght": 0.1})
+    torch.manual_seed(0)
+    net = erl_losses.archs.FECNet(nc=4)
+    lq, gt = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    one = build_loss({"type": "FECNetLoss"}).compute(net, lq, gt)[0]
+    three = build_loss({"type": "FECNetLoss", "loss_weight": 3.0}).compute(net, lq, gt)[0]
+    torch.testing.assert_close(three, 3 * one)
+    torch.testing.assert_close(one, core.FECNetLoss().compute(net, lq, gt)[0])
+
+
+def test_erl_model_with_net_loss_logs_net_and_relation(tmp_path: Path) -> None:
+    from erl_losses.archs.losses import ssim
+
+    relation = {"type": "SampleRelationLoss", "loss_weight": 0.1, "bcm": TINY_BCM}
+    model = MODEL_REGISTRY.get("ERLModel")(_net_loss_opt(tmp_path, relation_opt=relation))
+    assert type(model).__name__ == "ERLModel[SRModel]" and model.cri_pix is None
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data({"lq": torch.rand(4, 3, 24, 24), "gt": torch.rand(4, 3, 24, 24)})
+    model.optimize_parameters(1)
+    log = model.get_current_log()
+    assert list(log) == ["l_net", "l_relation"], f"Expected l_net, l_relation, got {list(log)}"
+    # `output` is the pre-step prediction: the logged l_net is ECLNetLoss (augment off) of it.
+    pred, gt = model.output, model.gt
+    expected = (pred - gt).abs().mean() + 0.1 * (1 - ssim(pred, gt))
+    assert log["l_net"] == pytest.approx(expected.item(), rel=1e-5)
+    assert log["l_relation"] > 0
+    after = list(model.net_g.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_erl_model_with_net_loss_only_is_the_baseline_and_updates_ema(tmp_path: Path) -> None:
+    model = MODEL_REGISTRY.get("ERLModel")(_net_loss_opt(tmp_path, ema_decay=0.5))
+    assert model.cri_relation is None
+    ema_before = [p.detach().clone() for p in model.net_g_ema.parameters()]
+    model.feed_data({"lq": torch.rand(2, 3, 16, 16), "gt": torch.rand(2, 3, 16, 16)})
+    model.optimize_parameters(1)
+    assert list(model.get_current_log()) == ["l_net"]
+    for old, ema, net in zip(
+        ema_before, model.net_g_ema.parameters(), model.net_g.parameters(), strict=True
+    ):
+        torch.testing.assert_close(ema, 0.5 * old + 0.5 * net.detach())
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (
+            {"pixel_opt": {"type": "L1Loss"}},
+            ValueError,
+            r"no `train.pixel_opt`.*got \['pixel_opt'\]",
+        ),
+        ({"net_loss_opt": {"type": "L1Loss"}}, TypeError, r"compute\(net, lq, gt\).*got L1Loss"),
+        ({"net_loss_opt": {"ssim_weight": 0.1}}, ValueError, "name its loss with `type:`"),
+        ({"net_loss_opt": None}, ValueError, "or `train.net_loss_opt`.*got neither"),
+    ],
+)
+def test_erl_model_net_loss_refusals(tmp_path: Path, change: dict, error: type, match: str) -> None:
+    opt = _net_loss_opt(tmp_path)
+    opt["train"].update(change)
+    with pytest.raises(error, match=match):
+        MODEL_REGISTRY.get("ERLModel")(opt)
+
+
+def test_erl_model_net_loss_refuses_gan_bases(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"non-GAN subclass.*got 'SRGANModel'"):
+        models.erl_model_class("SRGANModel")(
+            {**_net_loss_opt(tmp_path), "base_model_type": "SRGANModel"}
+        )
 
 
 def test_mixed_exposure_loader_mixes_every_batch(tmp_path: Path) -> None:
