@@ -164,6 +164,35 @@ def test_erl_model_logs_relation_separately(tmp_path: Path, synthetic: Path) -> 
     assert not any(k.startswith(("f_e", "t_e", "_bcm")) for k in state)
 
 
+def test_erl_model_trains_with_the_nets_own_loss(tmp_path: Path, synthetic: Path) -> None:
+    """(d) ERLModel + net_loss_opt (ECLNetLoss) + relation_opt through ``erl-basicsr-train``."""
+    opt = _tiny_variant(synthetic, "net_loss")
+    opt["model_type"] = "ERLModel"
+    opt["base_model_type"] = "SRModel"
+    opt["network_g"] = {"type": "ECLNet", "nc": 4, "num_blocks": 1}
+    opt["train"]["total_iter"] = 3
+    opt["val"]["val_freq"] = 3
+    del opt["train"]["pixel_opt"]
+    opt["train"]["net_loss_opt"] = {"type": "ECLNetLoss", "box_size": 8}
+    opt["train"]["relation_opt"] = {
+        "type": "SampleRelationLoss",
+        "loss_weight": 0.1,
+        "bcm": copy.deepcopy(TINY_BCM),
+    }
+    path = tmp_path / "net_loss.yml"
+    path.write_text(yaml.safe_dump(opt))
+    _run([_script("erl-basicsr-train"), "-opt", str(path)], tmp_path)
+    exp = tmp_path / "experiments" / "net_loss"
+    log = _log(exp, "train_*.log")
+    assert "Model [ERLModel[SRModel]] is created." in log
+    lines = re.findall(r"l_net: (\S+) l_relation: (\S+)", log)
+    assert len(lines) == 3, f"Expected 3 logged iterations with l_net and l_relation, got {lines}"
+    assert all(float(net) > 0 and float(rel) > 0 for net, rel in lines)
+    assert "l_pix" not in log
+    assert re.search(r"# psnr: \d+\.\d+", log)
+    assert (exp / "models" / "net_g_latest.pth").is_file()
+
+
 def test_bcm_pretext_model_runs_both_stages(tmp_path: Path, synthetic: Path) -> None:
     """(c) model_type BCMPretextModel: stage 1 then stage 2, a zoo-format file at the end."""
     opt = _tiny_variant(synthetic, "pretext")
