@@ -28,3 +28,20 @@ def channel_std_plus_mean(x: Tensor, eps: float = 1e-8) -> Tensor:
     mean = x.mean(dim=(2, 3), keepdim=True)
     var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
     return (var + eps).sqrt() + mean
+
+
+class ExposureNet(nn.Module):
+    """Base of the reference nets: ``forward(x, return_aux=False)`` plus an explicit alias.
+
+    Subclasses implement ``forward(x, return_aux)``; ``forward(x)`` alone returns the prediction
+    (what stock BasicSR models call), ``return_aux=True`` adds the auxiliary outputs that the
+    nets' own losses need.
+    """
+
+    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``self(x, return_aux=True)``: the prediction and the auxiliary outputs.
+
+        Prefer ``net(x, return_aux=True)`` when ``net`` may be wrapped in
+        DistributedDataParallel: the call then goes through the wrapper.
+        """
+        return self(x, return_aux=True)

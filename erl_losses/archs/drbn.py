@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from erl_losses.archs._blocks import channel_std_plus_mean, conv, lrelu
+from erl_losses.archs._blocks import ExposureNet, channel_std_plus_mean, conv, lrelu
 from erl_losses.archs._checks import check_image_batch, check_positive_int
 from erl_losses.archs._padding import PadMode, check_pad_mode, crop_to, pad_to_multiple, scaled_size
 
@@ -139,7 +139,7 @@ class _BandUnit(nn.Module):
         return (res1, res2, res4), (f_s1, f_s2, f_s4), enc_aux
 
 
-class _DRBNBase(nn.Module):
+class _DRBNBase(ExposureNet):
     _enc = False
 
     def __init__(self, num_units: int = 4, pad_mode: PadMode = "reflect") -> None:
@@ -147,10 +147,6 @@ class _DRBNBase(nn.Module):
         self.num_units = check_positive_int(num_units, "num_units")
         self.pad_mode = check_pad_mode(pad_mode)
         self.units = nn.ModuleList(_BandUnit(self._enc) for _ in range(num_units))
-
-    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``self(x, return_aux=True)``: the prediction and the auxiliary outputs."""
-        return self(x, return_aux=True)
 
     def forward(
         self, x: Tensor, return_aux: bool = False

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from erl_losses.archs._blocks import conv, lrelu
+from erl_losses.archs._blocks import ExposureNet, conv, lrelu
 from erl_losses.archs._checks import check_image_batch, check_positive_int
 from erl_losses.archs._padding import PadMode, check_pad_mode, crop_to, pad_to_multiple
 
@@ -142,7 +142,7 @@ class _CALayer(nn.Module):
         return self.squeeze(y) * y + x
 
 
-class ECLNet(nn.Module):
+class ECLNet(ExposureNet):
     """ECLNet: RGB in [0, 1] -> RGB in [0, 1].
 
     Args:
@@ -167,10 +167,6 @@ class ECLNet(nn.Module):
         self.blocks = nn.ModuleList(_DualBlock(nc, theta) for _ in range(num_blocks))
         self.fuse = conv(num_blocks * nc, nc, 1)
         self.refine = nn.Sequential(conv(nc, nc, 3), _CALayer(nc, 4), conv(nc, 3, 3))
-
-    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``self(x, return_aux=True)``: the prediction and the auxiliary outputs."""
-        return self(x, return_aux=True)
 
     def forward(
         self, x: Tensor, return_aux: bool = False

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from erl_losses.archs._blocks import LRELU_SLOPE, channel_std_plus_mean, conv, lrelu
+from erl_losses.archs._blocks import LRELU_SLOPE, ExposureNet, channel_std_plus_mean, conv, lrelu
 from erl_losses.archs._checks import check_image_batch, check_positive_int
 from erl_losses.archs._padding import PadMode, check_pad_mode, crop_to, pad_to_multiple
 
@@ -220,7 +220,7 @@ class _PhaseNet(nn.Module):
         return self.tail(h) + x
 
 
-class FECNet(nn.Module):
+class FECNet(ExposureNet):
     """FECNet: amplitude stage then phase stage, RGB in [0, 1] -> RGB in [0, 1].
 
     Args:
@@ -238,10 +238,6 @@ class FECNet(nn.Module):
         self.pad_mode = check_pad_mode(pad_mode)
         self.amplitude_net = _AmplitudeNet(self.nc)
         self.phase_net = _PhaseNet(2 * self.nc)
-
-    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``self(x, return_aux=True)``: the prediction and the auxiliary outputs."""
-        return self(x, return_aux=True)
 
     def forward(
         self, x: Tensor, return_aux: bool = False
