@@ -23,17 +23,7 @@ from erl_losses.pretext import (
     read_metadata,
 )
 from erl_losses.zoo import Manifest, WeightSpec, load_bcm
-
-TINY = {
-    "channels": 4,
-    "feat_channels": 2,
-    "grid": 4,
-    "d_model": 8,
-    "num_heads": 2,
-    "num_layers": 1,
-    "ff_mult": 1,
-    "work_size": 32,
-}
+from tests._helpers import TINY_SAVED_BCM as TINY
 
 
 class NoiseImages:

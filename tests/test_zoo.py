@@ -25,18 +25,8 @@ from erl_losses.zoo import (
     Zoo,
 )
 from erl_losses.zoo import specs as zoo_specs
+from tests._helpers import TINY_SAVED_BCM as TINY
 
-TINY = {
-    "in_channels": 3,
-    "channels": 4,
-    "feat_channels": 2,
-    "grid": 4,
-    "d_model": 8,
-    "num_heads": 2,
-    "num_layers": 1,
-    "ff_mult": 1,
-    "work_size": 32,
-}
 FILE = "tiny-v1.safetensors"
 
 
