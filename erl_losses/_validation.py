@@ -66,7 +66,7 @@ def check_pair(
     """Checks that two already-validated tensors share shape and device."""
     if pred.shape != target.shape:
         raise ValueError(
-            f"Expected `{pred_name}` and `{target_name}` of the same shape, got "
+            f"Expected `{pred_name}` and `{target_name}` to have the same shape, got "
             f"{tuple(pred.shape)} and {tuple(target.shape)}"
         )
     if pred.device != target.device:

@@ -35,19 +35,6 @@ def check_image_batch(x: object, name: str, channels: int = 3) -> Tensor:
     return x
 
 
-def check_same(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
-    """Check that two tensors share shape and device."""
-    if a.shape != b.shape:
-        raise ValueError(
-            f"Expected `{name_a}` and `{name_b}` to have the same shape, "
-            f"got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    if a.device != b.device:
-        raise ValueError(
-            f"Expected `{name_a}` and `{name_b}` on the same device, got {a.device} and {b.device}"
-        )
-
-
 def check_positive_int(value: object, name: str) -> int:
     """Check that a constructor argument is a positive ``int`` (``bool`` is rejected)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

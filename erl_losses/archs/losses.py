@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from erl_losses._validation import check_pair
 from erl_losses.archs._checks import (
     check_image_batch,
     check_non_negative,
     check_positive_int,
-    check_same,
     get_aux,
 )
 
@@ -100,7 +100,7 @@ class _SSIMWindow(nn.Module):
 def _check_pred_gt(pred: Tensor, gt: Tensor) -> None:
     check_image_batch(pred, "pred")
     check_image_batch(gt, "gt")
-    check_same(pred, gt, "pred", "gt")
+    check_pair(pred, gt, "pred", "gt")
 
 
 class FECNetLoss(nn.Module):
@@ -133,7 +133,7 @@ class FECNetLoss(nn.Module):
         """Args: ``pred``, ``gt`` (B, 3, H, W) in [0, 1]; ``aux`` from FECNet.forward_with_aux."""
         _check_pred_gt(pred, gt)
         amp = get_aux(aux, "amplitude", "FECNet")
-        check_same(amp, gt, "aux['amplitude']", "gt")
+        check_pair(amp, gt, "aux['amplitude']", "gt")
         # FFTs in float32 at least: half-precision cuFFT only takes power-of-two sizes.
         fft_dtype = torch.promote_types(pred.dtype, torch.float32)
         gt_f = torch.fft.rfft2(gt.to(fft_dtype), norm="backward")
@@ -187,7 +187,7 @@ def exposure_mix_augment(
     """
     check_image_batch(lq, "lq")
     check_image_batch(gt, "gt")
-    check_same(lq, gt, "lq", "gt")
+    check_pair(lq, gt, "lq", "gt")
     check_positive_int(box_size, "box_size")
     check_positive_int(blur_size, "blur_size")
     if not alphas:
@@ -256,7 +256,7 @@ class ECLNetLoss(_SSIMWindow):
         if aug_aux is not None and self.consistency_weight:
             feat = get_aux(aux, "feature", "ECLNet")
             feat_aug = get_aux(aug_aux, "feature", "ECLNet")
-            check_same(feat, feat_aug, "aux['feature']", "aug_aux['feature']")
+            check_pair(feat, feat_aug, "aux['feature']", "aug_aux['feature']")
             loss = loss + self.consistency_weight * F.l1_loss(feat, feat_aug)
         return loss
 
@@ -322,14 +322,14 @@ class DRBNLoss(_SSIMWindow):
         names = ("pred", "aux['half']", "aux['quarter']")
         loss = pred.new_zeros(())
         for w, out, target, name in zip(self.scale_weights, outputs, targets, names, strict=True):
-            check_same(out, target, name, "gt (subsampled)")
+            check_pair(out, target, name, "gt (subsampled)")
             if w:
                 loss = loss + w * self._one_minus_ssim(out, target)
         if teacher_aux is not None and self.distill_weight:
             for key in ("inst_feat", "enc_feat"):
                 feat = get_aux(aux, key, "DRBN_ENC")
                 feat_t = get_aux(teacher_aux, key, "DRBN_ENC")
-                check_same(feat, feat_t, f"aux[{key!r}]", f"teacher_aux[{key!r}]")
+                check_pair(feat, feat_t, f"aux[{key!r}]", f"teacher_aux[{key!r}]")
                 loss = loss + self.distill_weight * F.l1_loss(feat, feat_t.detach())
         return loss
 
