@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,15 +18,6 @@ from erl_losses.archs.losses import (
 )
 
 SHAPE = (2, 3, 32, 48)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Intra-op threads mostly wait on each other on a busy shared CPU; restored afterwards.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _drbn_aux(x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,16 +31,6 @@ AUX_CHANNELS = {
     "ECLNet": {"feature": 8},
     "FECNet": {"amplitude": 3},
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # On a shared, busy CPU, intra-op threads mostly wait on each other: one thread runs these
-    # small convolutions ~10x faster. Restored afterwards for the rest of the session.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
