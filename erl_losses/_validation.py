@@ -7,6 +7,8 @@ checks are plain ``if``/``raise`` (never ``assert``, which ``python -O`` removes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
@@ -88,3 +90,34 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"Expected `{name}` to be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Returns ``value`` if it is a positive ``int`` (``bool`` is rejected), else raises."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Expected `{name}` to be a positive int, got {value!r}")
+    return value
+
+
+def check_non_negative(value: object, name: str) -> float:
+    """Returns ``value`` as a float if it is a finite number >= 0 (a loss weight), else raises."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"Expected `{name}` to be a non-negative number, got {value!r}")
+    if not (0.0 <= float(value) < float("inf")):
+        raise ValueError(f"Expected `{name}` to be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+def get_aux(aux: Mapping[str, Tensor], key: str, producer: str) -> Tensor:
+    """Returns ``aux[key]``, with an error that says which ``forward_with_aux`` provides it."""
+    if not isinstance(aux, Mapping):
+        raise TypeError(f"Expected `aux` to be a mapping str -> Tensor, got {type(aux).__name__}")
+    if key not in aux:
+        raise ValueError(
+            f"Expected `aux` to contain {key!r} (from {producer}.forward_with_aux), "
+            f"got keys {sorted(aux)}"
+        )
+    value = aux[key]
+    if not isinstance(value, Tensor):
+        raise TypeError(f"Expected `aux[{key!r}]` to be a torch.Tensor, got {type(value).__name__}")
+    return value

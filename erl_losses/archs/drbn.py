@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from erl_losses._validation import check_image, check_positive_int
 from erl_losses.archs._blocks import ExposureNet, channel_std_plus_mean, conv, lrelu
-from erl_losses.archs._checks import check_image_batch, check_positive_int
 from erl_losses.archs._padding import PadMode, check_pad_mode, crop_to, pad_to_multiple, scaled_size
 
 __all__ = ["DRBN", "DRBN_ENC"]
@@ -164,7 +164,7 @@ class _DRBNBase(ExposureNet):
             (unclamped). DRBN-ENC adds the first unit's ENC features, (B, 16, H, W) each:
             ``aux["inst_feat"]`` (instance-normalised) and ``aux["enc_feat"]`` (ENC output).
         """
-        check_image_batch(x, "x")
+        check_image(x, "x", channels=3)
         xp, size = pad_to_multiple(x, 4, mode=self.pad_mode)
         est = xp
         prev: _Feats | None = None

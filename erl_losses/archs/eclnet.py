@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from erl_losses._validation import check_image, check_positive_int
 from erl_losses.archs._blocks import ExposureNet, conv, lrelu
-from erl_losses.archs._checks import check_image_batch, check_positive_int
 from erl_losses.archs._padding import PadMode, check_pad_mode, crop_to, pad_to_multiple
 
 __all__ = ["ECLNet"]
@@ -181,7 +181,7 @@ class ECLNet(ExposureNet):
             ``(pred, aux)``: ``pred`` (B, 3, H, W) clamped to [0, 1]; ``aux["feature"]``
             (B, nc, H, W) is the fused feature map that ECLNet's consistency loss compares.
         """
-        check_image_batch(x, "x")
+        check_image(x, "x", channels=3)
         xp, size = pad_to_multiple(x, 1, min_size=2, mode=self.pad_mode)
         h = self.head(xp)
         outs = []

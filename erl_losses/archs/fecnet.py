@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from erl_losses._validation import check_image, check_positive_int
 from erl_losses.archs._blocks import LRELU_SLOPE, ExposureNet, channel_std_plus_mean, conv, lrelu
-from erl_losses.archs._checks import check_image_batch, check_positive_int
 from erl_losses.archs._padding import PadMode, check_pad_mode, crop_to, pad_to_multiple
 
 __all__ = ["FECNet"]
@@ -252,7 +252,7 @@ class FECNet(ExposureNet):
             ``(pred, aux)``: ``pred`` (B, 3, H, W) is the PhaseNet output clamped to [0, 1];
             ``aux["amplitude"]`` (B, 3, H, W) is the AmplitudeNet output clamped to [0, 1].
         """
-        check_image_batch(x, "x")
+        check_image(x, "x", channels=3)
         xp, size = pad_to_multiple(x, 4, mode=self.pad_mode)
         x_amp = self.amplitude_net(xp)
         out = self.phase_net(x_amp, xp)

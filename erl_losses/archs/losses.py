@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from erl_losses._validation import check_pair
-from erl_losses.archs._checks import (
-    check_image_batch,
+from erl_losses._validation import (
+    check_image,
     check_non_negative,
+    check_pair,
     check_positive_int,
     get_aux,
 )
@@ -98,8 +98,8 @@ class _SSIMWindow(nn.Module):
 
 
 def _check_pred_gt(pred: Tensor, gt: Tensor) -> None:
-    check_image_batch(pred, "pred")
-    check_image_batch(gt, "gt")
+    check_image(pred, "pred", channels=3)
+    check_image(gt, "gt", channels=3)
     check_pair(pred, gt, "pred", "gt")
 
 
@@ -185,8 +185,8 @@ def exposure_mix_augment(
     Returns:
         (B, 3, H, W) in [0, 1]; no gradient flows to ``gt`` through the mask construction.
     """
-    check_image_batch(lq, "lq")
-    check_image_batch(gt, "gt")
+    check_image(lq, "lq", channels=3)
+    check_image(gt, "gt", channels=3)
     check_pair(lq, gt, "lq", "gt")
     check_positive_int(box_size, "box_size")
     check_positive_int(blur_size, "blur_size")

@@ -200,7 +200,7 @@ def test_loss_input_errors_name_the_argument() -> None:
         FECNetLoss()(gt[:, :, :16], {"amplitude": gt}, gt)
     with pytest.raises(ValueError, match=r"Expected `aux` to contain 'amplitude'"):
         FECNetLoss()(gt, {"feature": gt}, gt)
-    with pytest.raises(ValueError, match=r"Expected `pred` to have 3 channels"):
+    with pytest.raises(ValueError, match=r"Expected `pred` with 3 channels"):
         ECLNetLoss()(gt[:, :1], {}, gt[:, :1])
     with pytest.raises(ValueError, match=r"Expected `aux` to contain 'half'"):
         DRBNLoss()(gt, {}, gt)

@@ -202,7 +202,7 @@ def test_quality_markdown_replaces_only_its_own_block(tmp_path, monkeypatch) -> 
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
     spec = importlib.util.spec_from_file_location("quality_script", script)
     quality = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, quality)  # dataclasses look their module up

@@ -229,14 +229,14 @@ def test_state_dict_round_trip(nets: dict[str, torch.nn.Module], name: str) -> N
 @pytest.mark.parametrize(
     ("bad", "error", "message"),
     [
-        (torch.rand(3, 16, 16), ValueError, r"Expected `x` to be a 4-D tensor .* got 3-D"),
-        (torch.rand(1, 1, 16, 16), ValueError, r"Expected `x` to have 3 channels .* got 1"),
+        (torch.rand(3, 16, 16), ValueError, r"Expected `x` of shape \(B, C, H, W\), got 3-D"),
+        (torch.rand(1, 1, 16, 16), ValueError, r"Expected `x` with 3 channels, got 1"),
         (
             torch.zeros(1, 3, 16, 16, dtype=torch.uint8),
             TypeError,
-            r"floating-point tensor, got dtype torch.uint8",
+            r"floating-point tensor.*got dtype torch.uint8",
         ),
-        (torch.rand(0, 3, 16, 16), ValueError, r"Expected `x` to be non-empty"),
+        (torch.rand(0, 3, 16, 16), ValueError, r"Expected `x` to hold at least one sample"),
         ([[0.0]], TypeError, r"Expected `x` to be a torch.Tensor, got list"),
     ],
 )
