@@ -1,0 +1,65 @@
+"""Where code runs: the one home for choosing a device and describing the machine.
+
+The pretext trainer, ``erl demo`` and the benchmarks all call these, so that every results file
+names its hardware the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+__all__ = ["cpu_model", "machine_description", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU; an explicit CUDA device must be available.
+
+    Raises:
+        ValueError: an unknown device string, or CUDA requested without an available GPU.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"Expected device 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"Expected device 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"Expected an available CUDA device for device={device!r}, got "
+            "torch.cuda.is_available() == False (use device='cpu')"
+        )
+    return resolved
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_description(device: str | torch.device | None = "cpu") -> str:
+    """One line naming the hardware a run used, for results files and model cards.
+
+    A CUDA device gives the GPU's name and the visible CPU cores; the CPU gives the CPU model, the
+    visible cores, torch's intra-op threads and the 1-minute load average (a shared machine runs
+    slower, and the load says how shared it was).
+    """
+    resolved = resolve_device(device)
+    cores = os.cpu_count() or 1
+    if resolved.type == "cuda":
+        return f"{torch.cuda.get_device_name(resolved)}, {cores} CPU cores visible"
+    text = f"{cpu_model()}, {cores} cores visible, torch threads={torch.get_num_threads()}"
+    if hasattr(os, "getloadavg"):
+        text += f", load {os.getloadavg()[0]:.1f}"
+    return f"{text}, {platform.system()} (CPU run)"
