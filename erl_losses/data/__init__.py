@@ -2,12 +2,16 @@
 
 * :mod:`.photos`: natural photos bundled in installed packages and their fixed train/test split.
 * :mod:`.render`: the synthetic exposure renderer writing the MSEC layout.
+* :mod:`.io`: reading (8- and 16-bit), writing and listing image files.
 * :mod:`.datasets`: :class:`MSECDataset` and :class:`SICEDataset` (no torchvision).
 * :mod:`.sampler`: :class:`MixedExposureBatchSampler`, every batch mixes under and over exposure.
+* :mod:`.pairs`: :class:`PairBank`, a rendered split in memory, cropped on the training device.
 """
 
-from erl_losses.data.datasets import MSECDataset, SICEDataset, list_images, read_image
+from erl_losses.data.datasets import MSECDataset, SICEDataset
+from erl_losses.data.io import IMAGE_EXTENSIONS, list_images, read_image, write_png
 from erl_losses.data.levels import GROUPS, LEVEL_EV, LEVELS, MSEC_LEVELS, SICE_LEVELS, group_of
+from erl_losses.data.pairs import PairBank
 from erl_losses.data.photos import HELD_OUT, PRETEXT_TRAIN, list_photos, load_photo, split_photos
 from erl_losses.data.render import (
     RenderedSet,
@@ -22,6 +26,7 @@ from erl_losses.data.sampler import MixedExposureBatchSampler
 __all__ = [
     "GROUPS",
     "HELD_OUT",
+    "IMAGE_EXTENSIONS",
     "LEVELS",
     "LEVEL_EV",
     "MSEC_LEVELS",
@@ -29,6 +34,7 @@ __all__ = [
     "SICE_LEVELS",
     "MSECDataset",
     "MixedExposureBatchSampler",
+    "PairBank",
     "RenderedSet",
     "SICEDataset",
     "group_of",
@@ -42,4 +48,5 @@ __all__ = [
     "split_photos",
     "srgb_to_linear",
     "tone_curve",
+    "write_png",
 ]

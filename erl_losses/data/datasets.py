@@ -28,12 +28,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from erl_losses.data.io import (
+    IMAGE_EXTENSIONS,
+    format_names,
+    image_to_float,
+    list_images,
+    read_image,
+)
 from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of, split_level
 
 __all__ = ["IMAGE_EXTENSIONS", "MSECDataset", "SICEDataset", "list_images", "read_image"]
-
-#: Image file extensions the readers accept (compared case-insensitively).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 _SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
     "train": ("train", "training"),
@@ -42,43 +46,9 @@ _SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def list_images(folder: str | Path) -> dict[str, Path]:
-    """``{stem: path}`` of the image files directly in ``folder`` (extension case-insensitive).
-
-    Raises:
-        FileNotFoundError: when ``folder`` is not a directory.
-        ValueError: when two files share a stem (e.g. ``a.jpg`` and ``a.png``).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Expected an image folder, got missing path {folder}")
-    out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-            if path.stem in out:
-                raise ValueError(
-                    f"Expected one image per name in {folder}, got {out[path.stem].name} and "
-                    f"{path.name}"
-                )
-            out[path.stem] = path
-    return out
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Reads an image as ``(H, W, 3)`` ``uint8`` RGB (grey and RGBA are converted)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255.0)
-
-
-def _format_missing(items: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+    """``(H, W, 3)`` uint8 or float image -> ``(3, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image_to_float(array).transpose(2, 0, 1)))
 
 
 class _PairedExposureDataset(Dataset):
@@ -223,12 +193,12 @@ class MSECDataset(_PairedExposureDataset):
         if unparsed:
             raise ValueError(
                 f"Expected input names <scene>_<level> with level in {list(MSEC_LEVELS)} in "
-                f"{input_dir}, got {len(unparsed)} others: {_format_missing(unparsed)}"
+                f"{input_dir}, got {len(unparsed)} others: {format_names(unparsed)}"
             )
         if missing:
             raise ValueError(
                 f"Expected a GT image in {gt_dir} for every input, got {len(missing)} missing: "
-                f"{_format_missing(missing)}"
+                f"{format_names(missing)}"
             )
         self.root = base
         self.input_dir = input_dir
@@ -283,7 +253,7 @@ class SICEDataset(_PairedExposureDataset):
         if missing:
             raise ValueError(
                 f"Expected a GT image in {gt_dir} for every input, got {len(missing)} missing: "
-                f"{_format_missing(missing)}"
+                f"{format_names(missing)}"
             )
         self.root = base
         self.gt_dir = gt_dir

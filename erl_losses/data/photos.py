@@ -64,10 +64,10 @@ def _sklearn(filename: str) -> Callable[[], np.ndarray]:
 def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import matplotlib.cbook
-        from PIL import Image
 
-        with matplotlib.cbook.get_sample_data(filename) as handle, Image.open(handle) as image:
-            return np.asarray(image.convert("RGB"))
+        from erl_losses.data.io import read_image
+
+        return read_image(matplotlib.cbook.get_sample_data(filename, asfileobj=False))
 
     return load
 

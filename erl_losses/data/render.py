@@ -34,6 +34,7 @@ from typing import Literal
 
 import numpy as np
 
+from erl_losses.data.io import write_png
 from erl_losses.data.levels import LEVEL_EV, MSEC_LEVELS
 from erl_losses.data.photos import load_photo, split_photos
 
@@ -132,9 +133,7 @@ class RenderedSet:
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(array).save(path, compress_level=1)
+    write_png(path, array, compress_level=1)
 
 
 def _random_crop(

@@ -83,8 +83,10 @@ class SampleRelationLoss(nn.Module):
 
         ``kwargs`` go to the constructor, except ``work_size`` which overrides the BCM's.
         """
+        from erl_losses.zoo import resolve_bcm
+
         overrides = {"work_size": kwargs.pop("work_size")} if "work_size" in kwargs else {}
-        return cls(BatchCorrelationModule.from_pretrained(name_or_path, **overrides), **kwargs)
+        return cls(resolve_bcm(name_or_path, **overrides), **kwargs)
 
     @property
     def bcm(self) -> BatchCorrelationModule:

@@ -208,9 +208,23 @@ class BatchCorrelationModule(nn.Module):
         ``overrides`` replace config entries that do not change the weights' shapes, e.g.
         ``work_size``. The weights are sha256-verified before use; see :mod:`erl_losses.zoo`.
         """
-        from erl_losses.zoo import load_bcm
+        from erl_losses.zoo import resolve_bcm
 
-        return load_bcm(name_or_path, **overrides)
+        if isinstance(name_or_path, BatchCorrelationModule):
+            raise TypeError("Expected a zoo name, a path or None, got a BatchCorrelationModule")
+        return resolve_bcm(name_or_path, **overrides)
+
+    def set_work_size(self, work_size: int | None) -> None:
+        """Changes the relation path's working resolution (see the class docstring) in place;
+        the weights keep their meaning, so this is the one config entry a loader may override."""
+        if work_size is not None and (
+            not isinstance(work_size, int) or isinstance(work_size, bool) or work_size < self.min_size
+        ):
+            raise ValueError(
+                f"Expected `work_size` to be None or an int >= {self.min_size}, got {work_size!r}"
+            )
+        self.work_size = work_size
+        self._config["work_size"] = work_size
 
     def encoder_decoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of ``f_e``, ``W`` and ``f_d``: pretext stage 1 (auto-encoder)."""
