@@ -327,8 +327,8 @@ class DRBNLoss(_SSIMWindow):
                 loss = loss + w * self._one_minus_ssim(out, target)
         if teacher_aux is not None and self.distill_weight:
             for key in ("inst_feat", "enc_feat"):
-                feat = get_aux(aux, key, "DRBN_ENC")
-                feat_t = get_aux(teacher_aux, key, "DRBN_ENC")
+                feat = get_aux(aux, key, "DRBN_ENC(variant='msec')")
+                feat_t = get_aux(teacher_aux, key, "DRBN_ENC(variant='msec')")
                 check_pair(feat, feat_t, f"aux[{key!r}]", f"teacher_aux[{key!r}]")
                 loss = loss + self.distill_weight * F.l1_loss(feat, feat_t.detach())
         return loss
