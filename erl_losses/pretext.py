@@ -45,13 +45,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from erl_losses._files import file_sha256
 from erl_losses._version import __version__
 from erl_losses.functional.phase import PHASE_MODES, phase_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
+from erl_losses.modules.bcm_io import WEIGHTS_FORMAT, load_bcm, save_bcm
+from erl_losses.modules.bcm_io import read_bcm_metadata as read_metadata
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -76,8 +78,6 @@ PRETEXTS: tuple[str, ...] = ("phase", "l1", "none")
 #: What stage 2 trains of the fusion ``W``: the ``F'``-reading half only, or all of it.
 STAGE2_FUSE: tuple[str, ...] = ("relation", "all")
 
-#: ``metadata["format"]`` of a BCM weights file written by :func:`save_weights`.
-WEIGHTS_FORMAT = "erl-losses/bcm-1"
 
 #: File name endings read by :class:`FolderImages`.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -393,39 +393,13 @@ class RandomCrops:
 def save_weights(
     bcm: BatchCorrelationModule, path: str | os.PathLike[str], **metadata: Any
 ) -> Path:
-    """Writes ``bcm`` as a zoo-format safetensors file.
-
-    The metadata holds ``format`` (:data:`WEIGHTS_FORMAT`), ``config`` (the constructor
-    arguments as JSON) and every extra keyword, JSON-encoded unless it is a string.
-
-    Returns:
-        The path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": WEIGHTS_FORMAT, "config": json.dumps(bcm.config, sort_keys=True)}
-    for key, value in metadata.items():
-        meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in bcm.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The string metadata of a safetensors file (no tensor is read)."""
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    """Writes ``bcm`` as a weights file: :func:`erl_losses.modules.bcm_io.save_bcm` with the
+    metadata as keywords."""
+    return save_bcm(bcm, path, metadata=metadata)
 
 
 def load_weights(path: str | os.PathLike[str], **overrides: Any) -> BatchCorrelationModule:
-    """Rebuilds a BCM from a file written by :func:`save_weights` (no checksum: see the zoo).
-
-    Prefer :func:`erl_losses.zoo.load_bcm`, which also verifies zoo files.
-    """
-    from erl_losses.zoo import load_bcm
-
+    """Rebuilds a BCM from a weights file: :func:`erl_losses.modules.bcm_io.load_bcm`."""
     return load_bcm(path, **overrides)
 
 
@@ -777,8 +751,6 @@ def pretrain_bcm(
     config = bcm.config
     stage1_source: dict[str, Any] | None = None
     if stage1_from is not None:
-        from erl_losses.zoo import load_bcm
-
         source = load_bcm(stage1_from)
         if source.config != config:
             raise ValueError(
@@ -789,7 +761,7 @@ def pretrain_bcm(
         bcm.t_e.load_state_dict(own_te)  # stage 2 starts from this recipe's seeded t_e
         stage1_source = {
             "file": Path(stage1_from).name,
-            "sha256": _sha256(Path(stage1_from)),
+            "sha256": file_sha256(Path(stage1_from)),
             "recipe": json.loads(read_metadata(stage1_from).get("recipe", "null")),
         }
     bcm.to(device)
@@ -952,7 +924,7 @@ def pretrain_bcm(
         "name": name,
         "version": version,
         "file": weights.name,
-        "sha256": _sha256(weights),
+        "sha256": file_sha256(weights),
         "size": weights.stat().st_size,
         "urls": list(urls),
         "license": license,
@@ -1016,14 +988,6 @@ def _truncate_log(log_path: Path, global_step: int) -> None:
     kept = [rows[0]] + [r for r in rows[1:] if int(r[2]) <= global_step] if rows else []
     with log_path.open("w", newline="") as handle:
         csv.writer(handle).writerows(kept)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _machine() -> str:

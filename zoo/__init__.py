@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from erl_losses.zoo.specs import MANIFEST, Manifest, WeightSpec, load_manifest
 from erl_losses.zoo.store import (
-    OVERRIDABLE,
     ChecksumError,
     DownloadError,
     UnknownModelError,
@@ -64,8 +63,18 @@ __all__ = [
     "load_bcm_file",
     "load_manifest",
     "names",
+    "resolve_bcm",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # OVERRIDABLE lives with the weights file (which imports torch); keep `erl zoo list` light.
+    if name == "OVERRIDABLE":
+        from erl_losses.modules.bcm_io import OVERRIDABLE
+
+        return OVERRIDABLE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,7 +106,7 @@ def load_bcm(
 
     Args:
         name_or_path: ``None`` for the default BCM, a zoo name (:func:`names`), or a path to a
-            safetensors file written by :func:`erl_losses.pretext.save_weights` (an
+            safetensors file written by :func:`erl_losses.modules.bcm_io.save_bcm` (an
             ``os.PathLike``, or a string ending in ``.safetensors`` or containing ``/``).
         **overrides: config entries that keep the weights' meaning (``work_size``).
 
@@ -107,6 +116,47 @@ def load_bcm(
         WeightsUnavailableError: not shipped or cached, and offline or the download failed.
     """
     return default_zoo().load_bcm(name_or_path, **overrides)
+
+
+def resolve_bcm(
+    bcm: BatchCorrelationModule | str | os.PathLike[str] | None = None, **overrides: Any
+) -> BatchCorrelationModule:
+    """The one resolver "BCM, zoo name or path -> module".
+
+    Args:
+        bcm: a :class:`~erl_losses.BatchCorrelationModule` (returned as it is, with the
+            overrides applied in place), ``None`` (the zoo's default BCM), a zoo name, or a path
+            to a weights file (an ``os.PathLike``, or a string ending in ``.safetensors`` or
+            containing ``/``). Named weights are sha256-verified before use; every file's config
+            and weights are validated (:func:`erl_losses.modules.bcm_io.load_bcm`).
+        **overrides: config entries that keep the weights' meaning (``work_size``).
+
+    Returns:
+        The module (a loaded one is in eval mode).
+
+    Raises:
+        TypeError: ``bcm`` is none of the above.
+        UnknownModelError: an unknown name (the message lists the known ones).
+        ChecksumError: a shipped or cached file whose sha256 differs from the manifest.
+        WeightsUnavailableError: not shipped or cached, and offline or the download failed.
+    """
+    from erl_losses.modules.bcm import BatchCorrelationModule
+
+    if isinstance(bcm, BatchCorrelationModule):
+        from erl_losses.modules.bcm_io import OVERRIDABLE
+
+        bad = sorted(set(overrides) - set(OVERRIDABLE))
+        if bad:
+            raise ValueError(f"Expected overrides among {list(OVERRIDABLE)}, got {bad}")
+        if "work_size" in overrides:
+            bcm.set_work_size(overrides["work_size"])
+        return bcm
+    if bcm is not None and not isinstance(bcm, (str, os.PathLike)):
+        raise TypeError(
+            "Expected `bcm` to be a BatchCorrelationModule, a zoo name, a path or None, got "
+            f"{type(bcm).__name__}"
+        )
+    return default_zoo().load_bcm(bcm, **overrides)
 
 
 def fetch(name: str | None = None, *, force: bool = False) -> Path:

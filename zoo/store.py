@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from erl_losses._files import file_sha256, umask_mode
 from erl_losses.zoo.specs import MANIFEST, Manifest, WeightSpec, load_manifest
+
+# The weights file itself (format, metadata, validation, loading) lives in
+# erl_losses.modules.bcm_io; the zoo only turns a name into a verified path.
 
 __all__ = [
     "ChecksumError",
@@ -40,9 +44,6 @@ __all__ = [
     "is_offline",
     "load_bcm_file",
 ]
-
-#: Config entries that may be overridden at load time: they do not change the weights' meaning.
-OVERRIDABLE: tuple[str, ...] = ("work_size",)
 
 _CHUNK = 1 << 16
 
@@ -87,15 +88,6 @@ def _mirrors() -> list[str]:
     return os.environ.get("ERL_LOSSES_MIRROR", "").split()
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_file(path: Path, spec: WeightSpec, where: str, remedy: str) -> None:
     """Raises :class:`ChecksumError` unless ``path`` has ``spec``'s size and sha256."""
     size = path.stat().st_size
@@ -108,86 +100,17 @@ def _check_file(path: Path, spec: WeightSpec, where: str, remedy: str) -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading a weights file
-# ---------------------------------------------------------------------------------------------
-def read_bcm_metadata(path: Path) -> dict[str, str]:
-    """The metadata of a BCM safetensors file; unreadable files raise ``ValueError``."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except Exception as err:  # safetensors raises its own error types (SafetensorError, OSError)
-        raise ValueError(
-            f"Expected a readable safetensors file at {str(path)!r}, got {type(err).__name__}: "
-            f"{err}"
-        ) from err
-
-
 def load_bcm_file(
     path: str | os.PathLike[str],
     *,
     expected_config: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Any:
-    """Builds a :class:`~erl_losses.BatchCorrelationModule` from a zoo-format safetensors file.
+    """Builds a BCM from a weights file: :func:`erl_losses.modules.bcm_io.load_bcm` (kept
+    under this name for existing callers; nothing is checksummed here)."""
+    from erl_losses.modules.bcm_io import load_bcm
 
-    The file's metadata must hold the BCM ``config`` (as written by
-    :func:`erl_losses.pretext.save_weights`). Nothing is checksummed here (an explicit path has
-    no reference digest); zoo names go through :meth:`Zoo.load_bcm`, which verifies first.
-
-    Args:
-        path: the safetensors file.
-        expected_config: if given, the file's config must equal it (the manifest's config).
-        **overrides: config entries in :data:`OVERRIDABLE` (e.g. ``work_size``) to replace.
-
-    Returns:
-        The module in eval mode.
-    """
-    from safetensors.torch import load_file
-
-    from erl_losses.modules.bcm import BatchCorrelationModule
-    from erl_losses.pretext import WEIGHTS_FORMAT
-
-    path = Path(path)
-    bad = sorted(set(overrides) - set(OVERRIDABLE))
-    if bad:
-        raise ValueError(
-            f"Expected overrides among {list(OVERRIDABLE)} (the others change the weights' "
-            f"meaning), got {bad}"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"Expected a BCM safetensors file at {str(path)!r}, got no file")
-    meta = read_bcm_metadata(path)
-    if meta.get("format") != WEIGHTS_FORMAT or "config" not in meta:
-        raise ValueError(
-            f"Expected a BCM weights file (metadata format {WEIGHTS_FORMAT!r} with a 'config'), "
-            f"got format {meta.get('format')!r} in {str(path)!r}; write one with "
-            "erl_losses.pretext.save_weights(bcm, path)"
-        )
-    config = json.loads(meta["config"])
-    if expected_config is not None and config != expected_config:
-        raise ValueError(
-            f"Expected the config of {str(path)!r} to match the manifest {expected_config}, "
-            f"got {config}"
-        )
-    config.update(overrides)
-    try:
-        tensors = load_file(str(path))
-    except Exception as err:
-        raise ValueError(
-            f"Expected a complete safetensors file at {str(path)!r}, got {type(err).__name__}: "
-            f"{err}"
-        ) from err
-    bcm = BatchCorrelationModule(**config)
-    try:
-        bcm.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        raise ValueError(
-            f"Expected the tensors of {str(path)!r} to match a BCM with config {config}, got: {err}"
-        ) from err
-    return bcm.eval()
+    return load_bcm(path, expected_config=expected_config, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +295,7 @@ class Zoo:
             name_or_path: ``None`` (the default BCM), a zoo name, or a path to a safetensors file
                 (an ``os.PathLike``, or a string ending in ``.safetensors`` or containing a path
                 separator).
-            **overrides: entries of :data:`OVERRIDABLE`, e.g. ``work_size=None``.
+            **overrides: entries of :data:`erl_losses.modules.bcm_io.OVERRIDABLE`, e.g. ``work_size=None``.
         """
         if _is_path(name_or_path):
             return load_bcm_file(Path(name_or_path), **overrides)  # type: ignore[arg-type]
@@ -415,14 +338,17 @@ class Zoo:
         return Verification(name, path, "ok", True, f"{where}, sha256 ok", digest)
 
     def _verify_path(self, path: Path) -> Verification:
+        """A file is ``ok`` if its sha256 is a manifest entry's; else it must load as a BCM
+        (finite weights, valid config) to count as ``unregistered`` rather than ``invalid``."""
         if not path.is_file():
             return Verification(None, path, "missing", False, "no such file")
         digest = file_sha256(path)
         for spec in self.manifest.specs:
             if spec.sha256 == digest:
                 return Verification(
-                    spec.name, path, "ok", True, "sha256 matches the manifest", digest
-                )
+                    spec.name, path, "ok", True,
+                    f"sha256 matches the registered entry {spec.name!r}", digest,
+                )  # fmt: skip
         same_file = [s for s in self.manifest.specs if s.file == path.name]
         if same_file:
             spec = same_file[0]
@@ -434,10 +360,13 @@ class Zoo:
         try:
             bcm = load_bcm_file(path)
         except (ValueError, FileNotFoundError) as err:
-            return Verification(None, path, "invalid", False, str(err), digest)
+            return Verification(
+                None, path, "invalid", False,
+                f"matches no registered entry and is not loadable: {err}", digest,
+            )  # fmt: skip
         return Verification(
             None, path, "unregistered", True,
-            f"a loadable BCM ({bcm.config}) that matches no manifest entry", digest,
+            f"matches no registered entry; a loadable BCM ({bcm.config})", digest,
         )  # fmt: skip
 
 
@@ -510,6 +439,7 @@ def _download(
                 f"sha256 checksum mismatch of the downloaded {spec.file}: expected {spec.sha256}, "
                 f"got {digest.hexdigest()} (discarded)"
             )
+        os.chmod(tmp, umask_mode())  # mkstemp's 0600 would make a shared cache unreadable
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         label = result.name or "-"
         where = str(result.path) if result.path else "-"
         print(f"{result.status:18} {label:22} {where}\n{'':18} {result.message}")
+        if result.sha256 is not None:
+            print(f"{'':18} sha256 {result.sha256}")
     missing_only = all(r.status == "missing" for r in results if not r.ok)
     if args.target is None and missing_only:
         return 0  # listing everything: entries that are only downloadable are not failures
