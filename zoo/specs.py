@@ -67,6 +67,11 @@ class WeightSpec:
         metrics: measured numbers (held-out reconstruction PSNR, phase loss vs a random ``t_e``).
         training: command, time, machine.
         card: the model card, relative to the zoo folder.
+        loss_variant: the :class:`~erl_losses.SampleRelationLoss` variant these weights are
+            meant for (``"paper"``: eq. 4; ``"centred"``: our extension);
+            ``SampleRelationLoss.from_pretrained(name)`` applies it.
+        diagnostics: :func:`erl_losses.diagnostics.probe` of the entry with its loss variant
+            (relational index, attention entropy fraction, cross-sample gradient share).
     """
 
     name: str
@@ -83,6 +88,8 @@ class WeightSpec:
     metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     training: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     card: str | None = None
+    loss_variant: str = "paper"
+    diagnostics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -114,7 +121,12 @@ class WeightSpec:
                 )
         object.__setattr__(self, "version", str(self.version))
         object.__setattr__(self, "urls", tuple(self.urls))
-        for name in ("config", "recipe", "data", "metrics", "training"):
+        if self.loss_variant not in ("paper", "centred"):
+            raise ValueError(
+                "Expected `loss_variant` to be 'paper' or 'centred', got "
+                f"{self.loss_variant!r} (entry {self.name!r})"
+            )
+        for name in ("config", "recipe", "data", "metrics", "training", "diagnostics"):
             object.__setattr__(self, name, _frozen(getattr(self, name) or {}))
 
     @classmethod

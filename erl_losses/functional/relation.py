@@ -8,11 +8,18 @@ import torch
 from torch import Tensor
 
 from erl_losses._reduction import Reduction, check_reduction, reduce
-from erl_losses._validation import check_finite, check_image, check_pair
+from erl_losses._validation import check_choice, check_finite, check_image, check_pair
 from erl_losses.distributed import all_gather_rows, gather_active, gather_sizes
 
 if TYPE_CHECKING:
     from erl_losses.modules.bcm import BatchCorrelationModule
+
+
+#: Variants of eq. 4. ``"paper"``: ``mean |F'(pred) - F'(gt)|`` as published. ``"centred"``
+#: (our extension): the same on ``F'_i - mean_j F'_j``, the batch-relative part of each sample's
+#: relation feature; under it inconsistent exposure errors in a batch cost more than consistent
+#: ones (relational index R > 0, :mod:`erl_losses.diagnostics`), which eq. 4 does not ensure.
+RELATION_VARIANTS: tuple[str, ...] = ("paper", "centred")
 
 
 def relation_distance(feat_pred: Tensor, feat_target: Tensor, reduction: Reduction) -> Tensor:
@@ -28,6 +35,7 @@ def sample_relation_loss(
     reduction: Reduction = "mean",
     check_nonfinite: bool = False,
     gather: bool = False,
+    variant: str = "paper",
 ) -> Tensor:
     r"""ERL's sample-relation loss :math:`L_r = \mathrm{mean}\,|t_e(f_e(pred)) - t_e(f_e(gt))|`.
 
@@ -57,6 +65,12 @@ def sample_relation_loss(
             rank must call the loss. Without a process group it warns once and computes the
             per-rank relation, as with ``gather=False``.
 
+        variant: ``"paper"`` is eq. 4 as published. ``"centred"`` (an EXTENSION, not in the
+            paper) compares centred relation features ``F'_i - mean_j F'_j`` of both batches,
+            so an error shared by the whole batch costs nothing through this term and only
+            inconsistent errors cost: see :data:`RELATION_VARIANTS` and
+            :mod:`erl_losses.diagnostics`.
+
     Returns:
         A float32 scalar, or ``(B,)`` for ``reduction="none"`` (with an active ``gather``,
         ``(N,)`` for the global batch of ``N`` samples, in rank order).
@@ -72,6 +86,7 @@ def sample_relation_loss(
         torch.Size([4, 3, 64, 64])
     """
     reduction = check_reduction(reduction)
+    variant = check_choice(variant, "variant", RELATION_VARIANTS)
     channels, min_size = bcm.in_channels, bcm.min_size
     check_image(pred, "pred", channels=channels, min_size=min_size)
     check_image(target, "target", channels=channels, min_size=min_size)
@@ -93,4 +108,7 @@ def sample_relation_loss(
             with torch.no_grad():
                 feat_target = bcm(target)
             feat_pred = bcm(pred)
+    if variant == "centred":
+        feat_pred = feat_pred - feat_pred.mean(dim=0, keepdim=True)
+        feat_target = feat_target - feat_target.mean(dim=0, keepdim=True)
     return relation_distance(feat_pred, feat_target, reduction)

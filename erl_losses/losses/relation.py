@@ -9,9 +9,21 @@ from typing import Any
 from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
+from erl_losses._validation import check_choice
 from erl_losses.distributed import world_size
-from erl_losses.functional.relation import sample_relation_loss
+from erl_losses.functional.relation import RELATION_VARIANTS, sample_relation_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
+
+
+def recorded_variant(name_or_path: str | os.PathLike[str] | None) -> str:
+    """The loss variant a zoo entry records (``None``: the default entry); ``"paper"`` for a
+    path or a name outside the shipped manifest."""
+    from erl_losses import zoo
+
+    name = zoo.default_name() if name_or_path is None else name_or_path
+    if isinstance(name, str) and name in zoo.names():
+        return zoo.get_spec(name).loss_variant
+    return "paper"
 
 
 class SampleRelationLoss(nn.Module):
@@ -34,6 +46,9 @@ class SampleRelationLoss(nn.Module):
             (all ranks' samples) instead of each rank's own; every rank gets the single-process
             loss of the concatenated batch and, after DDP's gradient averaging, its gradient.
             Without a process group it warns once and relates the local batch.
+        variant: ``"paper"`` (eq. 4) or ``"centred"`` (our extension, see
+            :data:`~erl_losses.functional.relation.RELATION_VARIANTS`). ``None``: the variant the
+            zoo entry records when ``bcm`` is a zoo name or ``None``, else ``"paper"``.
 
     Shape:
         ``pred``, ``target``: ``(B, 3, H, W)`` in ``[0, 1]``; output: scalar or ``(B,)``.
@@ -56,8 +71,12 @@ class SampleRelationLoss(nn.Module):
         reduction: Reduction = "mean",
         check_nonfinite: bool = False,
         gather: bool = False,
+        variant: str | None = None,
     ) -> None:
         super().__init__()
+        if variant is None:
+            variant = "paper" if isinstance(bcm, nn.Module) else recorded_variant(bcm)
+        self.variant = check_choice(variant, "variant", RELATION_VARIANTS)
         self.reduction = check_reduction(reduction)
         self.check_nonfinite = check_nonfinite
         if not isinstance(gather, bool):
@@ -86,6 +105,8 @@ class SampleRelationLoss(nn.Module):
         from erl_losses.zoo import resolve_bcm
 
         overrides = {"work_size": kwargs.pop("work_size")} if "work_size" in kwargs else {}
+        if kwargs.get("variant") is None:
+            kwargs["variant"] = recorded_variant(name_or_path)
         return cls(resolve_bcm(name_or_path, **overrides), **kwargs)
 
     @property
@@ -121,8 +142,10 @@ class SampleRelationLoss(nn.Module):
             self.reduction,
             check_nonfinite=self.check_nonfinite,
             gather=self.gather,
+            variant=self.variant,
         )
 
     def extra_repr(self) -> str:
         gather = ", gather=True" if self.gather else ""
-        return f"reduction={self.reduction!r}{gather}, bcm={self._bcm.config}"
+        variant = f", variant={self.variant!r}" if self.variant != "paper" else ""
+        return f"reduction={self.reduction!r}{gather}{variant}, bcm={self._bcm.config}"

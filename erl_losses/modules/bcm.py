@@ -16,6 +16,7 @@ area-resize its input so that its cost stops growing with the patch size.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -24,39 +25,61 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from erl_losses._validation import check_image
+from erl_losses._validation import check_choice, check_image
+
+#: How ``t_e`` forms its attention scores. ``"layernorm"``: the landed pre-norm layer, q and k
+#: from the LayerNorm output, scaled by ``1/sqrt(d)``. ``"cosine"``: q and k L2-normalised with a
+#: learnable per-head temperature. ``"raw"``: q and k from the un-normalised tokens, so the
+#: exposure (token norm) reaches the scores. The paper does not specify these details.
+QK_MODES: tuple[str, ...] = ("layernorm", "cosine", "raw")
 
 
 class BatchAttentionLayer(nn.Module):
     """A pre-norm transformer encoder layer over a ``(N, d_model)`` sequence of N samples."""
 
-    def __init__(self, d_model: int, num_heads: int, ff_dim: int) -> None:
+    def __init__(self, d_model: int, num_heads: int, ff_dim: int, qk: str = "layernorm") -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(
                 f"Expected `d_model` divisible by `num_heads`, got {d_model} and {num_heads}"
             )
         self.num_heads = num_heads
+        self.qk = check_choice(qk, "qk", QK_MODES)
         self.norm1 = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Linear(ff_dim, d_model))
+        if self.qk == "cosine":
+            # Learnable per-head logit scale (log of a temperature), as in cosine attention
+            # (Swin v2): init 10, so cosine differences of 0.1 already move 1 nat.
+            self.log_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
 
     def attention_weights(self, tokens: Tensor) -> Tensor:
         """Softmax attention of this layer, ``(num_heads, N, N)``; rows sum to 1."""
         q, k, _ = self._qkv(tokens)
-        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
-        return scores.softmax(dim=-1)
+        scale = 1.0 if self.qk == "cosine" else q.shape[-1] ** -0.5
+        return (q @ k.transpose(-1, -2) * scale).softmax(dim=-1)
 
     def _qkv(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        qkv = self.qkv(self.norm1(tokens))
+        normed = self.norm1(tokens)
+        qkv = self.qkv(normed)
+        if self.qk == "raw":
+            # q and k read the un-normalised tokens, whose norm carries the exposure; v (and so
+            # the values mixed) still read the LayerNorm output.
+            d_model = tokens.shape[-1]
+            weight, bias = self.qkv.weight[: 2 * d_model], self.qkv.bias[: 2 * d_model]
+            qkv = torch.cat([F.linear(tokens, weight, bias), qkv[..., 2 * d_model :]], dim=-1)
         q, k, v = rearrange(qkv, "n (three h d) -> three h n d", three=3, h=self.num_heads)
+        if self.qk == "cosine":
+            q = F.normalize(q, dim=-1) * self.log_scale.exp()
+            k = F.normalize(k, dim=-1)
         return q, k, v
 
     def forward(self, tokens: Tensor) -> Tensor:
         q, k, v = self._qkv(tokens)
-        mixed = F.scaled_dot_product_attention(q, k, v)
+        scale = 1.0 if self.qk == "cosine" else None
+        mixed = F.scaled_dot_product_attention(q, k, v, scale=scale)
         tokens = tokens + self.proj(rearrange(mixed, "h n d -> n (h d)"))
         return tokens + self.ff(self.norm2(tokens))
 
@@ -65,12 +88,18 @@ class BatchTransformer(nn.Module):
     """``t_e``: projects ``(N, C')`` tokens to ``d_model``, relates them, projects back."""
 
     def __init__(
-        self, token_dim: int, d_model: int, num_heads: int, num_layers: int, ff_dim: int
+        self,
+        token_dim: int,
+        d_model: int,
+        num_heads: int,
+        num_layers: int,
+        ff_dim: int,
+        qk: str = "layernorm",
     ) -> None:
         super().__init__()
         self.in_proj = nn.Linear(token_dim, d_model)
         self.layers = nn.ModuleList(
-            BatchAttentionLayer(d_model, num_heads, ff_dim) for _ in range(num_layers)
+            BatchAttentionLayer(d_model, num_heads, ff_dim, qk) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
         self.out_proj = nn.Linear(d_model, token_dim)
@@ -90,6 +119,15 @@ class BatchTransformer(nn.Module):
                 return block.attention_weights(hidden).mean(dim=0)
             hidden = block(hidden)
         raise AssertionError("unreachable: `layer` was range-checked")
+
+    def attention_maps(self, tokens: Tensor) -> list[Tensor]:
+        """Per-head attention of every layer: ``num_layers`` tensors ``(num_heads, N, N)``."""
+        hidden = self.in_proj(tokens)
+        maps = []
+        for block in self.layers:
+            maps.append(block.attention_weights(hidden))
+            hidden = block(hidden)
+        return maps
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -113,6 +151,9 @@ class BatchCorrelationModule(nn.Module):
             inputs larger than ``work_size`` on a side to at most ``work_size``, so its cost stops
             growing with the patch size; ``None`` runs at full resolution as the paper does.
             :meth:`reconstruct` always runs at full resolution.
+        qk: how ``t_e`` scores the batch attention, one of :data:`QK_MODES` (``"layernorm"``:
+            the landed default; ``"cosine"`` adds one learnable temperature per head). Saved in
+            :attr:`config` only when not the default, so older files load unchanged.
 
     Shape:
         input ``(B, in_channels, H, W)`` with values in ``[0, 1]`` and ``H, W >= 8``;
@@ -143,6 +184,7 @@ class BatchCorrelationModule(nn.Module):
         num_layers: int = 2,
         ff_mult: int = 2,
         work_size: int | None = 128,
+        qk: str = "layernorm",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -172,6 +214,8 @@ class BatchCorrelationModule(nn.Module):
             "ff_mult": ff_mult,
             "work_size": work_size,
         }
+        if qk != "layernorm":  # older files have no "qk" key: keep their config unchanged
+            self._config["qk"] = check_choice(qk, "qk", QK_MODES)
         self.in_channels = in_channels
         self.grid = grid
         self.work_size = work_size
@@ -184,7 +228,7 @@ class BatchCorrelationModule(nn.Module):
             _conv(channels, feat_channels),
         )  # fmt: skip
         self.t_e = BatchTransformer(
-            self.token_dim, d_model, num_heads, num_layers, ff_mult * d_model
+            self.token_dim, d_model, num_heads, num_layers, ff_mult * d_model, qk
         )
         self.fuse = nn.Conv2d(2 * feat_channels, feat_channels, 1)  # W of eq. 2
         self.f_d_head = nn.Sequential(_conv(feat_channels, channels), act)
@@ -234,6 +278,34 @@ class BatchCorrelationModule(nn.Module):
     def relation_parameters(self) -> list[nn.Parameter]:
         """Parameters of ``t_e`` and ``W``: pretext stage 2 (``f_e``, ``f_d`` frozen)."""
         return [*self.t_e.parameters(), *self.fuse.parameters()]
+
+    def pretext_parameters(self, stage: int, *, fuse_relation_only: bool = True) -> list[nn.Parameter]:
+        """Makes only what pretext ``stage`` trains require grad, and returns those parameters.
+
+        Stage 1 (auto-encoder): ``f_e``, ``W`` and ``f_d``. Stage 2: ``t_e`` and ``W``; with
+        ``fuse_relation_only`` only the half of ``W`` that reads ``F'`` learns (its bias is
+        left out here, its ``F``-reading half is masked by :meth:`mask_pretext_grad`), so
+        ``reconstruct(x, relation=False)`` stays exactly the stage-1 auto-encoder.
+        """
+        if stage not in (1, 2):
+            raise ValueError(f"Expected `stage` to be 1 or 2, got {stage!r}")
+        self.requires_grad_(False)
+        params = self.encoder_decoder_parameters() if stage == 1 else self.relation_parameters()
+        if stage == 2 and fuse_relation_only and self.fuse.bias is not None:
+            params = [p for p in params if p is not self.fuse.bias]
+        for param in params:
+            param.requires_grad_(True)
+        return params
+
+    def mask_pretext_grad(self, stage: int, *, fuse_relation_only: bool = True) -> None:
+        """After ``backward()``: zeroes the gradient of ``W``'s ``F``-reading half in stage 2.
+
+        Adam without weight decay turns an always-zero gradient into an exactly zero update, so
+        those weights keep their stage-1 values bit for bit.
+        """
+        if stage == 2 and fuse_relation_only and self.fuse.weight.grad is not None:
+            feat = self.fuse.weight.shape[1] // 2  # W reads cat([F, F']): the first half is F
+            self.fuse.weight.grad[:, :feat] = 0
 
     # -- the relation path ----------------------------------------------------------------------
     def _check(self, x: Tensor, name: str = "x") -> Tensor:
@@ -293,6 +365,11 @@ class BatchCorrelationModule(nn.Module):
                 f"got {layer}"
             )
         return self.t_e.attention_weights(self.encode_tokens(x), layer)
+
+    def attention_maps(self, x: Tensor) -> list[Tensor]:
+        """Per-head batch attention of every layer of ``t_e``: ``num_layers`` tensors
+        ``(num_heads, B, B)`` (rows sum to 1)."""
+        return self.t_e.attention_maps(self.encode_tokens(x))
 
     # -- the pretext path -----------------------------------------------------------------------
     def reconstruct(self, x: Tensor, relation: bool = True) -> Tensor:
