@@ -38,69 +38,63 @@ def fused_phase_setting() -> str:
 
 
 # -- the element-wise bodies (plain torch ops: compilable, and the eager path on CPU) ------------
+# Every body takes (p_re, p_im, t_re, t_im, weights, eps2, floor2); the forward also returns the
+# sign of the angle difference, which the backward needs and would otherwise recompute with two
+# more atan2 (the most expensive op here on a CPU).
 def _paper_forward(
-    p_re: Tensor,
-    p_im: Tensor,
-    t_re: Tensor,
-    t_im: Tensor,
-    weights: Tensor,
-    eps2: float,
+    p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor, weights: Tensor, eps2: float,
     floor2: float,
-) -> Tensor:
-    """``(B, C, H, W')`` planes -> ``(B,)`` weighted sums of ``|angle(p) - angle(t)|``."""
-    dist = (torch.atan2(p_im, p_re) - torch.atan2(t_im, t_re)).abs()
-    return (dist * weights).sum(dim=(1, 2, 3))
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """``(B, C, H, W')`` planes -> ``(B,)`` weighted sums of ``|angle(p) - angle(t)|``, sign."""
+    diff = torch.atan2(p_im, p_re) - torch.atan2(t_im, t_re)
+    return (diff.abs() * weights).sum(dim=(1, 2, 3)), diff.sign()
 
 
 def _paper_backward(
-    grad: Tensor, p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor, weights: Tensor,
-    eps2: float, floor2: float,
+    grad: Tensor, sign: Tensor, p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor,
+    weights: Tensor, eps2: float, floor2: float,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     # Same order as autograd on the unfused graph: sum -> * weights -> abs (sign) -> atan2.
-    sign = (torch.atan2(p_im, p_re) - torch.atan2(t_im, t_re)).sign()
     g = grad[:, None, None, None].expand_as(p_re) * weights * sign
     r2 = (p_re * p_re + p_im * p_im).clamp_min(eps2)
     return -g * p_im / r2, g * p_re / r2
 
 
 def _wrapped_forward(
-    p_re: Tensor,
-    p_im: Tensor,
-    t_re: Tensor,
-    t_im: Tensor,
-    weights: Tensor,
-    eps2: float,
+    p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor, weights: Tensor, eps2: float,
     floor2: float,
-) -> Tensor:
-    """Angular distance of ``p`` and ``t`` weighted by the target's ``power / (power + eps)``
-    (``weights`` already holds the column multiplicities; ``eps2`` is ``amp_floor ** 4``)."""
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Angular distance of ``p`` and ``t`` weighted by the target's ``power / (power + floor2)``
+    (``weights``: the column multiplicities), summed per sample; and its sign."""
     cross, dot = p_im * t_re - p_re * t_im, p_re * t_re + p_im * t_im
     power = t_re * t_re + t_im * t_im
-    dist = torch.atan2(cross, dot).abs() * (power / (power + floor2))
-    return (dist * weights).sum(dim=(1, 2, 3))
+    angle = torch.atan2(cross, dot)
+    dist = angle.abs() * (power / (power + floor2))
+    return (dist * weights).sum(dim=(1, 2, 3)), angle.sign()
 
 
 def _wrapped_backward(
-    grad: Tensor, p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor, weights: Tensor,
-    eps2: float, floor2: float,
+    grad: Tensor, sign: Tensor, p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor,
+    weights: Tensor, eps2: float, floor2: float,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     cross, dot = p_im * t_re - p_re * t_im, p_re * t_re + p_im * t_im
     power = t_re * t_re + t_im * t_im
     g = grad[:, None, None, None].expand_as(p_re) * weights
-    g = g * (power / (power + floor2)) * torch.atan2(cross, dot).sign()
+    g = g * (power / (power + floor2)) * sign
     r2 = (dot * dot + cross * cross).clamp_min(eps2)
     g_cross, g_dot = g * dot / r2, -g * cross / r2
     return g_cross * -t_im + g_dot * t_re, g_cross * t_re + g_dot * t_im
 
 
-_BODIES: dict[str, tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, Tensor]]]] = {
+_Body = Callable[..., tuple[Tensor, Tensor]]
+_BODIES: dict[str, tuple[_Body, _Body]] = {
     "paper": (_paper_forward, _paper_backward),
     "wrapped": (_wrapped_forward, _wrapped_backward),
 }
 
 
 @functools.cache
-def _compiled(mode: str) -> tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, Tensor]]]:
+def _compiled(mode: str) -> tuple[_Body, _Body]:
     forward, backward = _BODIES[mode]
     return torch.compile(forward, dynamic=False), torch.compile(backward, dynamic=False)
 
@@ -153,15 +147,16 @@ class FusedPhaseDistance(torch.autograd.Function):
         ctx, p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor, weights: Tensor, mode: str,
         eps2: float, floor2: float,
     ) -> Tensor:  # fmt: skip
-        ctx.save_for_backward(p_re, p_im, t_re, t_im, weights)
+        sums, sign = _run(0, mode, p_re.device, p_re, p_im, t_re, t_im, weights, eps2, floor2)
+        ctx.save_for_backward(sign, p_re, p_im, t_re, t_im, weights)
         ctx.mode, ctx.eps2, ctx.floor2 = mode, eps2, floor2
-        return _run(0, mode, p_re.device, p_re, p_im, t_re, t_im, weights, eps2, floor2)
+        return sums
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        p_re, p_im, t_re, t_im, weights = ctx.saved_tensors
+        sign, p_re, p_im, t_re, t_im, weights = ctx.saved_tensors
         g_re, g_im = _run(
-            1, ctx.mode, p_re.device, grad.contiguous(), p_re, p_im, t_re, t_im, weights,
+            1, ctx.mode, p_re.device, grad.contiguous(), sign, p_re, p_im, t_re, t_im, weights,
             ctx.eps2, ctx.floor2,
         )  # fmt: skip
         return g_re, g_im, None, None, None, None, None, None
