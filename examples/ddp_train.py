@@ -10,8 +10,8 @@ Start with torchrun (CPU + gloo here; on CUDA it picks nccl and one GPU per proc
 then warns once that ``gather=True`` falls back to the local batch).
 
 What it trains: ECLNet (18k parameters) maps badly exposed crops of the photos bundled with
-scikit-image & co. (rendered at -1.5 ... +1.5 EV by :mod:`erl_losses.data.render`) back to the
-well-exposed crop, with ``L = L1 + 0.1 * L_r``. ``L_r`` is
+scikit-image & co. (rendered at -1.5 ... +1.5 EV by :mod:`erl_losses.data.render`) to the
+renderer's expert-retouch ground truth, with ``L = L1 + 0.1 * L_r``. ``L_r`` is
 ``SampleRelationLoss(gather=True)``: the BCM's per-sample tokens of every rank are all-gathered,
 so each sample is related to the whole global batch (``world_size * batch_size`` samples), not
 only to its own rank's shard. DDP averages gradients over ranks; the gathered loss's backward
@@ -40,9 +40,9 @@ from torch.nn.parallel import DistributedDataParallel
 from erl_losses import BatchCorrelationModule, SampleRelationLoss
 from erl_losses.archs import ECLNet
 from erl_losses.data.photos import load_photo, split_photos
-from erl_losses.data.render import render_exposures
+from erl_losses.data.render import render_scene
 
-LEVELS = ("N1.5", "N1", "P1", "P1.5")  # the badly exposed inputs; "0" is the ground truth
+LEVELS = ("N1.5", "N1", "0", "P1", "P1.5")  # the camera inputs; the GT is the expert retouch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,8 +117,9 @@ class ExposureCrops:
             gt = load_photo(name)
             if min(gt.shape[:2]) < crop:
                 continue
-            rendered = render_exposures(gt, levels=("0", *LEVELS))
-            self.photos.append(np.stack([rendered[level] for level in ("0", *LEVELS)]))
+            # The same scenes on every rank: the render seed is the photo index, not the rank seed.
+            rendered = render_scene(gt, seed=len(self.photos), levels=LEVELS)
+            self.photos.append(np.stack([rendered.gt, *rendered.inputs.values()]))
         if not self.photos:
             raise ValueError(f"Expected a bundled photo of at least {crop} px, got none")
 

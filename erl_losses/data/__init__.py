@@ -1,7 +1,8 @@
 """Exposure data (needs the ``data`` extra: numpy, pillow, scikit-image, scikit-learn, matplotlib).
 
 * :mod:`.photos`: natural photos bundled in installed packages and their fixed train/test split.
-* :mod:`.render`: the synthetic exposure renderer writing the MSEC layout.
+* :mod:`.render`: the synthetic exposure renderer (camera inputs, expert-retouch GT) writing the
+  MSEC layout; its branches live in :mod:`.camera` and :mod:`.retouch`.
 * :mod:`.io`: reading (8- and 16-bit), writing and listing image files.
 * :mod:`.datasets`: :class:`MSECDataset` and :class:`SICEDataset` (no torchvision).
 * :mod:`.sampler`: :class:`MixedExposureBatchSampler`, every batch mixes under and over exposure.
@@ -14,12 +15,13 @@ from erl_losses.data.levels import GROUPS, LEVEL_EV, LEVELS, MSEC_LEVELS, SICE_L
 from erl_losses.data.pairs import PairBank
 from erl_losses.data.photos import HELD_OUT, PRETEXT_TRAIN, list_photos, load_photo, split_photos
 from erl_losses.data.render import (
+    RenderedScene,
     RenderedSet,
     linear_to_srgb,
     render_dataset,
     render_exposures,
+    render_scene,
     srgb_to_linear,
-    tone_curve,
 )
 from erl_losses.data.sampler import MixedExposureBatchSampler
 
@@ -35,6 +37,7 @@ __all__ = [
     "MSECDataset",
     "MixedExposureBatchSampler",
     "PairBank",
+    "RenderedScene",
     "RenderedSet",
     "SICEDataset",
     "group_of",
@@ -45,8 +48,8 @@ __all__ = [
     "read_image",
     "render_dataset",
     "render_exposures",
+    "render_scene",
     "split_photos",
     "srgb_to_linear",
-    "tone_curve",
     "write_png",
 ]

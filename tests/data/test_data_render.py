@@ -1,32 +1,45 @@
-"""The bundled photos, their split, and the physics of the synthetic exposure renderer."""
+"""The bundled photos, their split, and the synthetic renderer (camera inputs, expert-retouch GT)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from erl_losses.data.camera import CameraParams, camera_render, filmic_shoulder, jpeg_round_trip
+from erl_losses.data.colour import linear_to_srgb, luminance, srgb_to_linear
 from erl_losses.data.levels import MSEC_LEVELS
 from erl_losses.data.photos import HELD_OUT, list_photos, load_photo, split_photos
-from erl_losses.data.render import (
-    linear_to_srgb,
-    render_dataset,
-    render_exposures,
-    srgb_to_linear,
-    tone_curve,
+from erl_losses.data.render import render_dataset, render_exposures, render_scene
+from erl_losses.data.retouch import (
+    ExpertStyle,
+    auto_exposure_gain,
+    grey_world_gains,
+    local_tone_map,
+    s_curve,
 )
 
-PHOTOS_UNDER_TEST = ("astronaut", "chelsea", "coffee")
+#: Calibration targets of issue 12 (mean input PSNR vs GT over the default set, dB).
+CALIBRATION = {"N1.5": (11, 16), "N1": (13, 20), "0": (18, 22), "P1": (13, 20), "P1.5": (11, 16)}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
 
 
 @pytest.fixture(scope="module")
-def renders() -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    return {
-        name: (load_photo(name), render_exposures(load_photo(name))) for name in PHOTOS_UNDER_TEST
-    }
+def crop() -> np.ndarray:
+    return np.ascontiguousarray(load_photo("coffee")[100:196, 200:296])
+
+
+@pytest.fixture(scope="module")
+def default_set(tmp_path_factory):
+    """The default set (10 photos x 4 crops x 128 px, seed 0), rendered once."""
+    root = tmp_path_factory.mktemp("default-set")
+    return render_dataset(root)
 
 
 def test_photo_split_is_fixed_and_disjoint() -> None:
@@ -59,54 +72,136 @@ def test_srgb_eotf_reference_values_and_round_trip() -> None:
     assert srgb_to_linear(np.array(0.04045)) == pytest.approx(0.04045 / 12.92)
     x = np.linspace(0, 1, 1001)
     np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(x)), x, atol=1e-12)
+    assert luminance(np.ones(3)) == pytest.approx(1.0)
 
 
-def test_tone_curve_is_identity_below_the_knee_and_a_c1_shoulder_to_white() -> None:
-    knee = 0.9
-    x = np.linspace(0, 3, 30001)
-    y = tone_curve(x, knee=knee)
-    below = x <= knee
-    np.testing.assert_array_equal(y[below], x[below])
-    assert np.all(np.diff(y) >= 0)
-    assert y.max() == 1.0
-    assert np.all(y[x >= 2 - knee] == 1.0)
+def test_filmic_shoulder_fixes_black_and_white_and_lifts_mid_tones() -> None:
+    x = np.linspace(0, 1, 10001)
+    y = filmic_shoulder(x, 3.0)
+    assert y[0] == 0.0
+    assert y[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(y) > 0)
+    assert np.all(y >= x)
     slope = np.gradient(y, x)
-    at_knee = np.searchsorted(x, knee)
-    assert slope[at_knee + 2] == pytest.approx(1.0, abs=1e-2)
-    with pytest.raises(ValueError, match="Expected knee"):
-        tone_curve(x, knee=0.0)
+    assert slope[0] == pytest.approx(4 / 3, rel=1e-3)
+    assert slope[-1] == pytest.approx(3 / 4, rel=1e-3)
+    with pytest.raises(ValueError, match="Expected strength > 0"):
+        filmic_shoulder(x, 0.0)
 
 
-def test_ev0_re_renders_close_to_the_source(renders) -> None:
-    for source, levels in renders.values():
-        diff = np.abs(levels["0"].astype(int) - source.astype(int))
-        assert diff.max() <= 3  # only the shoulder above linear 0.9 moves values
-        mse = np.mean(diff.astype(float) ** 2)
-        assert mse == 0 or 10 * np.log10(255**2 / mse) > 45
+def test_s_curve_fixes_ends_and_mid_grey_and_is_monotone() -> None:
+    x = np.linspace(0, 1, 10001)
+    y = s_curve(x, 0.35)
+    np.testing.assert_allclose(y[[0, 5000, -1]], [0.0, 0.5, 1.0], atol=1e-12)
+    assert np.all(np.diff(y) > 0)
+    assert np.gradient(y, x)[5000] == pytest.approx(1.35, rel=1e-3)
 
 
-def test_mean_brightness_is_monotone_over_levels(renders) -> None:
-    for source, levels in renders.values():
-        means = [levels[level].mean() for level in MSEC_LEVELS]
-        assert all(a < b for a, b in itertools.pairwise(means)), means
-        assert levels["N1"].mean() < source.mean() < levels["P1"].mean()
+def test_grey_world_gains_balance_the_channel_means() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 1, (16, 16, 3)) * np.array([0.8, 0.5, 0.2])
+    full = raw * grey_world_gains(raw, 1.0)
+    means = full.reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(means, means.mean(), rtol=1e-3)
+    np.testing.assert_allclose(grey_world_gains(raw, 0.0), np.ones(3))
+    half = (raw * grey_world_gains(raw, 0.5)).reshape(-1, 3).mean(axis=0)
+    assert np.ptp(half) < np.ptp(raw.reshape(-1, 3).mean(axis=0))
 
 
-def test_under_exposed_is_darker_everywhere_and_over_exposed_clips_more(renders) -> None:
-    for source, levels in renders.values():
-        for level in ("N1.5", "N1"):
-            assert np.all(levels[level] <= source)
-        clipped = {level: np.mean(levels[level] == 255) for level in MSEC_LEVELS}
-        assert clipped["N1.5"] <= clipped["N1"] <= clipped["0"] <= np.mean(source == 255) + 1e-12
-        assert clipped["P1.5"] > clipped["P1"] > clipped["0"]
-        assert clipped["P1.5"] > 0.01
+def test_auto_exposure_moves_the_key_towards_mid_grey_within_its_caps() -> None:
+    style = ExpertStyle()
+    dark = np.full((8, 8, 3), 0.02)
+    bright = np.full((8, 8, 3), 0.6)
+    assert 1 < auto_exposure_gain(dark, style) <= 2**style.max_brighten_stops + 1e-9
+    assert 2**-style.max_darken_stops - 1e-9 <= auto_exposure_gain(bright, style) < 1
+    at_target = np.full((8, 8, 3), style.target_key - 1e-4)
+    assert auto_exposure_gain(at_target, style) == pytest.approx(1.0)
 
 
-def test_render_exposures_validates_input() -> None:
+def test_local_tone_map_is_the_identity_without_compression_or_boost() -> None:
+    raw = np.random.default_rng(1).uniform(0.01, 1, (24, 24, 3))
+    same = local_tone_map(raw, base_contrast=1.0, detail_boost=1.0, sigma=3.0)
+    np.testing.assert_allclose(same, raw, rtol=1e-10)
+    flat = local_tone_map(raw, base_contrast=0.5, detail_boost=1.0, sigma=3.0)
+    assert np.std(np.log(luminance(flat))) < np.std(np.log(luminance(raw)))
+
+
+def test_jpeg_round_trip_is_deterministic_and_mild(crop) -> None:
+    a = jpeg_round_trip(crop, 90)
+    assert a.dtype == np.uint8
+    assert a.shape == crop.shape
+    np.testing.assert_array_equal(a, jpeg_round_trip(crop, 90))
+    assert _psnr(a, crop) > 35
+
+
+def test_camera_render_brightens_with_ev_and_clips(crop) -> None:
+    scene = srgb_to_linear(crop / 255.0)
+    params = CameraParams(wb_gains=(1.0, 1.0, 1.0), jpeg_quality=95)
+    means = [camera_render(scene, ev, params).mean() for ev in (-1.5, -1, 0, 1, 1.5)]
+    assert means == sorted(means)
+    white = camera_render(np.full((16, 16, 3), 4.0), 0.0, params)
+    assert white.min() >= 254
+
+
+def test_render_scene_is_deterministic_per_seed_and_gt_is_independent_of_ev(crop) -> None:
+    a = render_scene(crop, seed=7)
+    b = render_scene(crop, seed=7)
+    c = render_scene(crop, seed=8)
+    np.testing.assert_array_equal(a.gt, b.gt)
+    for level in MSEC_LEVELS:
+        np.testing.assert_array_equal(a.inputs[level], b.inputs[level])
+    assert not np.array_equal(a.gt, c.gt) or a.camera != c.camera
+    under = render_scene(crop, seed=7, levels=("N1.5",))
+    over = render_scene(crop, seed=7, levels=("P1.5", "0"))
+    np.testing.assert_array_equal(under.gt, a.gt)
+    np.testing.assert_array_equal(over.gt, a.gt)
+    np.testing.assert_array_equal(over.inputs["0"], a.inputs["0"])
+    assert list(over.inputs) == ["P1.5", "0"]
+    for image in (a.gt, *a.inputs.values()):
+        assert image.dtype == np.uint8
+        assert image.shape == crop.shape
+    means = [a.inputs[level].mean() for level in MSEC_LEVELS]
+    assert means == sorted(means)
+    exposures = render_exposures(crop, seed=7, levels=("N1",))
+    np.testing.assert_array_equal(exposures["N1"], a.inputs["N1"])
+
+
+def test_even_the_0ev_input_differs_from_the_gt(crop) -> None:
+    rendered = render_scene(crop, seed=0)
+    assert _psnr(rendered.inputs["0"], rendered.gt) < 30
+
+
+def test_render_scene_validates_input() -> None:
     with pytest.raises(ValueError, match="Expected img to be"):
-        render_exposures(np.zeros((8, 8), np.uint8))
+        render_scene(np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match="Expected levels"):
         render_exposures(np.zeros((8, 8, 3), np.uint8), levels=("P2",))
+
+
+@pytest.mark.slow
+def test_default_set_meets_the_calibration_per_level(default_set) -> None:
+    means = {level: np.mean(v) for level, v in default_set.psnr_by_level().items()}
+    for level, (low, high) in CALIBRATION.items():
+        assert low <= means[level] <= high, (level, means)
+    assert max(means, key=means.get) == "0"
+    assert means["N1.5"] < means["N1"] < means["0"] > means["P1"] > means["P1.5"]
+
+
+@pytest.mark.slow
+def test_recorded_psnrs_match_the_written_files(default_set) -> None:
+    root = default_set.root / "test"
+    stem = default_set.stems["test"][1]
+    with Image.open(root / "GT_IMAGES" / f"{stem}.png") as gt_file:
+        gt = np.asarray(gt_file)
+    for level in MSEC_LEVELS:
+        with Image.open(root / "INPUT_IMAGES" / f"{stem}_{level}.png") as lq_file:
+            lq = np.asarray(lq_file)
+        assert default_set.input_psnr["test"][level][1] == pytest.approx(_psnr(lq, gt), abs=1e-9)
+    manifest = json.loads((default_set.root / "manifest.json").read_text())
+    record = manifest["splits"]["test"][1]
+    assert record["stem"] == stem
+    assert 88 <= record["camera"]["jpeg_quality"] <= 95
+    assert abs(record["scene_stops"]) <= 0.5
 
 
 def _render_small(out, seed=0, **kw):
@@ -149,6 +244,8 @@ def test_render_dataset_is_deterministic_and_seeded(tmp_path) -> None:
     a, b, c = ((tmp_path / d / name).read_bytes() for d in "abc")
     assert a == b
     assert a != c
+    gt = "train/GT_IMAGES/rocket_c01.png"
+    assert (tmp_path / "a" / gt).read_bytes() == (tmp_path / "b" / gt).read_bytes()
 
 
 def test_render_dataset_split_has_no_shared_photo(tmp_path) -> None:
