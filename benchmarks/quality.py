@@ -37,7 +37,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -265,7 +264,7 @@ def _init_worker(data_dir: str, device: str, bcm_paths: dict[str, str], settings
     _bootstrap_imports()
     import torch
 
-    from erl_losses.demo import PairBank
+    from erl_losses.data import PairBank
 
     torch.set_num_threads(1)
     _STATE.update(
@@ -280,16 +279,17 @@ def _init_worker(data_dir: str, device: str, bcm_paths: dict[str, str], settings
 
 
 def _relation(variant: str) -> Any:
-    from erl_losses.demo import load_relation
+    from erl_losses import SampleRelationLoss
 
     cache = _STATE["relations"]
     if variant not in cache:
-        cache[variant] = load_relation(_STATE["bcm_paths"][variant], _STATE["device"])[0]
+        cache[variant] = SampleRelationLoss(_STATE["bcm_paths"][variant]).to(_STATE["device"])
     return cache[variant]
 
 
 def _run_job(job: Job) -> dict[str, Any]:
-    from erl_losses.demo import evaluate_bank, train_net
+    from erl_losses.evaluation import evaluate_bank
+    from erl_losses.training import train_net
 
     settings: Settings = _STATE["settings"]
     result = train_net(
@@ -530,15 +530,6 @@ def write_results_md(path: Path, block: str, quick: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
-def _machine(device: str) -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
-    return f"{cpu}, {os.cpu_count()} CPU cores, CPU run (1 torch thread per worker)"
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -600,8 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from erl_losses.data import render_dataset
-    from erl_losses.demo import PairBank, resolve_device
+    from erl_losses._runtime import machine_description, resolve_device
+    from erl_losses.data import PairBank, render_dataset
 
     device = str(resolve_device(args.device))
     settings = QUICK if args.quick else FULL
@@ -670,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": _machine(device),
+        "machine": machine_description(device),
         "device": device,
         "torch": torch.__version__,
         "command": command,

@@ -1,4 +1,4 @@
-"""``erl demo`` and its helpers: end-to-end on a tiny setting, the CLI, bad arguments."""
+"""``erl demo``: end-to-end on a tiny setting, the CLI, bad arguments."""
 
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ import torch
 
 from erl_losses import BatchCorrelationModule
 from erl_losses.cli import main as erl_main
-from erl_losses.demo import (
-    DemoSettings,
-    PairBank,
-    format_table,
-    resolve_device,
-    run_demo,
-    train_net,
-)
+from erl_losses.demo import DemoResult, DemoSettings, run_demo
 from tests._helpers import TINY_BCM
 
 TINY = DemoSettings(
@@ -70,63 +63,15 @@ def test_run_demo_writes_every_artefact(tmp_path, tiny_bcm_module) -> None:
     assert matrix.shape[0] == matrix.shape[1] == len(saved["attention"]["samples"])
     torch.testing.assert_close(matrix.sum(1), torch.ones(len(matrix)), atol=1e-3, rtol=0)
     assert set(saved["attention"]["groups"]) == {"under", "over"}
-    # The returned dict is what was written, and the table has the paper's three groups.
-    assert results["runs"]["erl"]["groups"] == saved["runs"]["erl"]["groups"]
+    # The returned result is what was written, and the table has the paper's three groups.
+    assert isinstance(results, DemoResult)
+    assert results.to_dict()["runs"]["erl"]["groups"] == saved["runs"]["erl"]["groups"]
+    assert results.delta["Average"]["psnr"] == pytest.approx(saved["delta"]["Average"]["psnr"])
+    assert saved["input"]["method"] == "Input (no correction)"
+    assert saved["seconds"]["total"] >= saved["seconds"]["render"] > 0
     for label in ("Under PSNR", "Over SSIM", "Average PSNR", "ERL - baseline"):
         assert label in saved["table"]
     assert saved["settings"]["steps"] == 4
-
-
-def test_train_net_pairs_runs_by_seed(tmp_path, tiny_bcm_module) -> None:
-    from erl_losses.data import render_dataset
-    from erl_losses.losses import SampleRelationLoss
-
-    render_dataset(tmp_path, crop_size=32, crops_per_photo=1)
-    bank = PairBank.from_msec(tmp_path, "train")
-    test = PairBank.from_msec(tmp_path, "test")
-    curve = test.center_crops(16)
-    kwargs = {"steps": 2, "crop_size": 16, "curve_set": curve, "curve_points": 1, "progress": False}
-    first = train_net("ECLNet", bank, seed=3, **kwargs)
-    again = train_net("ECLNet", bank, seed=3, **kwargs)
-    erl = train_net(
-        "ECLNet", bank, seed=3, relation=SampleRelationLoss(tiny_bcm_module), alpha=10.0, **kwargs
-    )
-    # Same seed, same loss: identical weights; with the relation term: different weights.
-    for a, b in zip(first.net.parameters(), again.net.parameters(), strict=True):
-        torch.testing.assert_close(a, b)
-    assert any(
-        not torch.equal(a, b)
-        for a, b in zip(first.net.parameters(), erl.net.parameters(), strict=True)
-    )
-    assert first.curve[0] == erl.curve[0]
-    with pytest.raises(ValueError, match="Expected `crop_size` <= the images' size"):
-        train_net("ECLNet", bank, steps=1, crop_size=64, progress=False)
-    with pytest.raises(ValueError, match="Expected `steps` to be an int >= 1, got 0"):
-        train_net("ECLNet", bank, steps=0, progress=False)
-
-
-def test_pair_bank_batches_mix_exposures_and_are_seeded(tmp_path) -> None:
-    from erl_losses.data import MixedExposureBatchSampler, render_dataset
-
-    render_dataset(tmp_path, crop_size=32, crops_per_photo=1, split="test")
-    bank = PairBank.from_msec(tmp_path, "test")
-    assert len(bank) == 15 and bank.lq.dtype == torch.uint8
-    indices = next(iter(MixedExposureBatchSampler(bank.groups, 4, seed=0)))
-    assert {bank.groups[i] for i in indices} == {"under", "over"}
-    lq, gt = bank.batch(indices, 16, torch.Generator().manual_seed(1))
-    lq2, gt2 = bank.batch(indices, 16, torch.Generator().manual_seed(1))
-    assert lq.shape == gt.shape == (4, 3, 16, 16)
-    assert float(lq.min()) >= 0.0 and float(lq.max()) <= 1.0
-    torch.testing.assert_close(lq, lq2)
-    torch.testing.assert_close(gt, gt2)
-
-
-def test_format_table_has_groups_and_delta() -> None:
-    row = {g: {"psnr": 20.0, "ssim": 0.8} for g in ("Under", "Over", "Average")}
-    better = {g: {"psnr": 20.5, "ssim": 0.81} for g in ("Under", "Over", "Average")}
-    table = format_table({"base": row, "erl": better})
-    assert "| ERL - baseline | +0.50 | +0.0100 | +0.50 | +0.0100 | +0.50 | +0.0100 |" in table
-    assert table.splitlines()[0].startswith("| Method | Under PSNR | Under SSIM | Over PSNR")
 
 
 @pytest.mark.parametrize(
@@ -152,15 +97,6 @@ def test_demo_settings_validation() -> None:
         DemoSettings(crop_size=64, render_size=32)
     with pytest.raises(ValueError, match="Expected `alpha` >= 0"):
         DemoSettings(alpha=-0.1)
-
-
-def test_resolve_device() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device(None).type == expected
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="Expected an available CUDA device"):
-            resolve_device("cuda")
 
 
 def test_cli_demo_help(capsys) -> None:
