@@ -52,6 +52,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import Tensor, nn
 
 from erl_losses.adapters.basicsr._options import check_keys, check_mapping
+from erl_losses.adapters.basicsr.teacher import build_teacher
 
 __all__ = ["BCMPretextModel", "ERLModel", "erl_model_class"]
 
@@ -103,6 +104,9 @@ class ERLModel:
       gt) -> (loss, pred)``). It replaces ``pixel_opt``/``perceptual_opt`` (both refused next
       to it), makes ``relation_opt`` optional, and needs SRModel or a non-GAN subclass as base.
       Logged as ``l_net`` (and ``l_relation``).
+    * ``path.pretrain_network_teacher``: a frozen copy of ``network_g`` loaded from there is
+      passed to ``net_loss.compute(..., teacher=...)`` (DRBN-ENC's MSEC stage 2; see
+      :mod:`.teacher`).
 
     At least one of ``relation_opt`` and ``net_loss_opt`` is required.
 
@@ -125,6 +129,8 @@ class _ERLMixin:
     #: The net's own loss (``train.net_loss_opt``); None in the ``pixel_opt`` mode.
     cri_net: nn.Module | None = None
     cri_relation: nn.Module | None = None
+    #: Frozen teacher of ``cri_net`` (``path.pretrain_network_teacher``); never saved.
+    net_teacher: nn.Module | None = None
 
     def init_training_settings(self) -> None:
         train_opt = self.opt["train"]
@@ -185,6 +191,7 @@ class _ERLMixin:
                 self.model_ema(0)
             self.net_g_ema.eval()
         self.cri_net = cri_net.to(self.device)
+        self.net_teacher = build_teacher(self, cri_net)
         if relation_opt is not None:
             self.cri_relation = build_loss(relation_opt).to(self.device)
         self.cri_pix = None
@@ -219,7 +226,8 @@ class _ERLMixin:
         assert self.cri_net is not None
         self.optimizer_g.zero_grad()  # type: ignore[attr-defined]
         # Called through the wrapper: net_g(lq, return_aux=True), so DDP syncs the gradients.
-        l_net, pred = self.cri_net.compute(self.net_g, self.lq, self.gt)  # type: ignore[attr-defined]
+        teacher = {} if self.net_teacher is None else {"teacher": self.net_teacher}
+        l_net, pred = self.cri_net.compute(self.net_g, self.lq, self.gt, **teacher)  # type: ignore[attr-defined]
         loss_dict: OrderedDict[str, Tensor] = OrderedDict(l_net=l_net)
         l_total = l_net
         if self.cri_relation is not None:
