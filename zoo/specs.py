@@ -27,7 +27,7 @@ MANIFEST_FORMAT = 1
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_URL_SCHEMES = ("http://", "https://", "file://")
+_URL_SCHEMES = ("http://", "https://", "file://", "hf://")  # hf://: zoo/sources.py
 _REQUIRED = ("name", "version", "file", "sha256", "size", "config", "license")
 
 

@@ -1,7 +1,7 @@
 """Finding, downloading, verifying and loading zoo weights.
 
 Resolution order for a zoo name: the file shipped inside the package -> the cache
-(``ERL_LOSSES_HOME``, default ``$XDG_CACHE_HOME/erl-losses`` or ``~/.cache/erl-losses``; files
+(``ERL_LOSSES_HOME``, default ``torch.hub.get_dir()/erl-losses``; files
 live in its ``zoo/`` folder) -> a download from ``ERL_LOSSES_MIRROR`` (base URLs, space-separated)
 and the manifest's URLs. Every file is sha256-verified before use; a download goes to a temporary
 file in the cache folder and is renamed into place (``os.replace``, atomic) only once its size and
@@ -12,20 +12,14 @@ loaded with ``strict=True``.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import http.client
 import json
 import os
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erl_losses._files import file_sha256, umask_mode
+from erl_losses._files import file_sha256
 from erl_losses.zoo.specs import MANIFEST, Manifest, WeightSpec, load_manifest
 
 # The weights file itself (format, metadata, validation, loading) lives in
@@ -44,8 +38,6 @@ __all__ = [
     "is_offline",
     "load_bcm_file",
 ]
-
-_CHUNK = 1 << 16
 
 
 class ZooError(Exception):
@@ -69,14 +61,16 @@ class DownloadError(ZooError, OSError):
 
 
 def home_dir() -> Path:
-    """The cache root: ``ERL_LOSSES_HOME``, else ``$XDG_CACHE_HOME/erl-losses``, else
-    ``~/.cache/erl-losses`` (read at each call, so changing the environment takes effect)."""
+    """The cache root: ``ERL_LOSSES_HOME``, else ``torch.hub.get_dir() / "erl-losses"``
+    (``$TORCH_HOME/hub/erl-losses``, default ``~/.cache/torch/hub/erl-losses``), next to the
+    weights of torchvision and timm; read at each call, so changing the environment takes effect.
+    """
     env = os.environ.get("ERL_LOSSES_HOME")
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "erl-losses"
+    from torch.hub import get_dir
+
+    return Path(get_dir()) / "erl-losses"
 
 
 def is_offline() -> bool:
@@ -275,10 +269,12 @@ class Zoo:
                 f"The weights of {spec.name!r} are not shipped or cached and the manifest lists no "
                 f"download URL (set ERL_LOSSES_MIRROR to a base URL): {self._where_to_put(spec)}."
             )
+        from erl_losses.zoo.sources import download  # imports this module: import on use
+
         failures = []
         for url in urls:
             try:
-                _download(url, cached, spec, timeout=self.timeout, progress=self.progress)
+                download(url, cached, spec, timeout=self.timeout, progress=self.progress)
                 return cached
             except (DownloadError, ChecksumError) as err:
                 failures.append(f"  {url}: {err}")
@@ -380,71 +376,6 @@ def _is_path(value: object) -> bool:
             f"Expected `name_or_path` to be None, a zoo name or a path, got {type(value).__name__}"
         )
     return False
-
-
-def _download(
-    url: str, dest: Path, spec: WeightSpec, *, timeout: float, progress: bool | None
-) -> None:
-    """Downloads ``url`` to ``dest`` through a verified temporary file in ``dest``'s folder.
-
-    The temporary file is removed on any failure (HTTP error, refused or cut connection, wrong
-    size, wrong sha256, interruption), so the cache never holds a partial or wrong file.
-    """
-    from tqdm.auto import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        received = 0
-        request = urllib.request.Request(url, headers={"User-Agent": "erl-losses"})
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(request, timeout=timeout) as response, tqdm(
-                    total=spec.size, unit="B", unit_scale=True, desc=spec.file,
-                    disable=None if progress is None else not progress, leave=False,
-                ) as bar:  # fmt: skip
-                    while True:
-                        chunk = response.read(_CHUNK)
-                        if not chunk:
-                            break
-                        received += len(chunk)
-                        if received > spec.size:
-                            raise DownloadError(
-                                f"expected {spec.size} bytes, got more (wrong file at this URL)"
-                            )
-                        digest.update(chunk)
-                        out.write(chunk)
-                        bar.update(len(chunk))
-            except urllib.error.HTTPError as err:
-                raise DownloadError(f"HTTP {err.code} {err.reason}") from err
-            except urllib.error.URLError as err:
-                raise DownloadError(f"cannot connect: {err.reason}") from err
-            except (http.client.HTTPException, OSError) as err:
-                if isinstance(err, DownloadError):
-                    raise
-                raise DownloadError(
-                    f"interrupted after {received} of {spec.size} bytes: "
-                    f"{type(err).__name__}: {err}"
-                ) from err
-            out.flush()
-            os.fsync(out.fileno())
-        if received != spec.size:
-            raise DownloadError(
-                f"interrupted: expected {spec.size} bytes, got {received} (connection closed early)"
-            )
-        if digest.hexdigest() != spec.sha256:
-            raise ChecksumError(
-                f"sha256 checksum mismatch of the downloaded {spec.file}: expected {spec.sha256}, "
-                f"got {digest.hexdigest()} (discarded)"
-            )
-        os.chmod(tmp, umask_mode())  # mkstemp's 0600 would make a shared cache unreadable
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def write_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> None:
