@@ -13,6 +13,7 @@ from erl_losses._validation import check_choice
 from erl_losses.distributed import world_size
 from erl_losses.functional.relation import RELATION_VARIANTS, sample_relation_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
+from erl_losses.modules.graphed import GraphedBCM, cuda_graphs_from_env
 
 
 def recorded_variant(name_or_path: str | os.PathLike[str] | None) -> str:
@@ -49,6 +50,10 @@ class SampleRelationLoss(nn.Module):
         variant: ``"paper"`` (eq. 4) or ``"centred"`` (our extension, see
             :data:`~erl_losses.functional.relation.RELATION_VARIANTS`). ``None``: the variant the
             zoo entry records when ``bcm`` is a zoo name or ``None``, else ``"paper"``.
+        cuda_graphs: replay the frozen BCM from CUDA graphs captured per batch and image size
+            (:mod:`erl_losses.modules.graphed`; same values, far fewer kernel launches); CPU
+            inputs, ``gather`` and ``torch.compile`` run eagerly. ``None``: on when
+            ``ERL_LOSSES_CUDA_GRAPHS=1``.
 
     Shape:
         ``pred``, ``target``: ``(B, 3, H, W)`` in ``[0, 1]``; output: scalar or ``(B,)``.
@@ -72,6 +77,7 @@ class SampleRelationLoss(nn.Module):
         check_nonfinite: bool = False,
         gather: bool = False,
         variant: str | None = None,
+        cuda_graphs: bool | None = None,
     ) -> None:
         super().__init__()
         if variant is None:
@@ -92,6 +98,8 @@ class SampleRelationLoss(nn.Module):
         bcm.requires_grad_(False).eval()
         # Bypass nn.Module.__setattr__ so the BCM is not a child: no parameters, no state_dict.
         object.__setattr__(self, "_bcm", bcm)
+        graphs = cuda_graphs_from_env() if cuda_graphs is None else cuda_graphs
+        self._graphed = GraphedBCM(bcm) if graphs else None
         self._warned_single = False
 
     @classmethod
@@ -117,6 +125,8 @@ class SampleRelationLoss(nn.Module):
     def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
         super()._apply(fn, recurse)
         self._bcm._apply(fn, recurse)
+        if self._graphed is not None:
+            self._graphed.cache.clear()  # captured for the old device or dtype
         return self
 
     def train(self, mode: bool = True) -> SampleRelationLoss:
@@ -138,7 +148,7 @@ class SampleRelationLoss(nn.Module):
         return sample_relation_loss(
             pred,
             target,
-            self._bcm,
+            self._bcm if self._graphed is None else self._graphed,  # type: ignore[arg-type]
             self.reduction,
             check_nonfinite=self.check_nonfinite,
             gather=self.gather,
