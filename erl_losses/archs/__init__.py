@@ -15,6 +15,9 @@ DRBN_ENC   612,228     0.58M (2^20)   half, quarter, inst_feat, enc_feat
 ECLNet     18,409      0.018M         feature
 FECNet     151,965     0.15M          amplitude
 =========  ==========  =============  =====================================
+
+``DRBN_ENC(variant="sice")`` is the SICE release's variant (same parameters; ``aux`` holds only
+half and quarter); the default ``variant="msec"`` is the MSEC release's.
 """
 
 from __future__ import annotations
