@@ -7,6 +7,8 @@ checks are plain ``if``/``raise`` (never ``assert``, which ``python -O`` removes
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -106,6 +108,65 @@ def check_non_negative(value: object, name: str) -> float:
     if not (0.0 <= float(value) < float("inf")):
         raise ValueError(f"Expected `{name}` to be a finite non-negative number, got {value!r}")
     return float(value)
+
+
+def check_positive_number(value: object, name: str) -> float:
+    """Returns ``value`` as a float if it is a finite number > 0, else raises ``TypeError`` (not a
+    number) or ``ValueError`` (not finite and positive)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected `{name}` to be a positive number, got {type(value).__name__}")
+    if not (0.0 < float(value) < float("inf")):
+        raise ValueError(f"Expected `{name}` to be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_has_values(x: Tensor, name: str) -> None:
+    """Raises ``ValueError`` for a meta tensor (a shape without values, which no loss can use)."""
+    if x.is_meta:
+        raise ValueError(
+            f"Expected `{name}` to hold values on a real device (cpu, cuda, ...), got a meta "
+            "tensor (shape only); move it with `.to_empty(device=...)` or build it on a device"
+        )
+
+
+#: Inputs outside this interval are "clearly not in [0, 1]" (0-255 images, unnormalised data),
+#: while the slack tolerates overshoot from a net's unclamped output.
+UNIT_RANGE_SLACK = (-0.5, 1.5)
+
+
+def check_unit_range(x: Tensor, name: str, *, strict: bool) -> bool:
+    """Checks that ``x`` is roughly in [0, 1]: within :data:`UNIT_RANGE_SLACK`.
+
+    One min/max reduction and one device sync; skipped (returns ``True``) for meta and empty
+    tensors, during CUDA-graph capture and while torch.compile traces (where a sync is
+    impossible), and when ``x`` holds NaN/inf (:func:`check_finite`'s business).
+
+    Returns:
+        ``True`` if in range (or skipped); ``False`` after warning (``strict=False``).
+
+    Raises:
+        ValueError: ``strict=True`` and ``x`` is out of range.
+    """
+    if x.is_meta or x.numel() == 0 or torch.compiler.is_compiling():
+        return True
+    if x.is_cuda and torch.cuda.is_current_stream_capturing():
+        return True
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    if not math.isfinite(low + high):  # NaN/inf are check_finite's business, not a range slip
+        return True
+    if UNIT_RANGE_SLACK[0] <= low and high <= UNIT_RANGE_SLACK[1]:
+        return True
+    hint = " (8-bit images? divide by 255)" if high > UNIT_RANGE_SLACK[1] else ""
+    message = f"Expected `{name}` with values in [0, 1], got min {low:.4g} and max {high:.4g}{hint}"
+    if strict:
+        raise ValueError(message)
+    warnings.warn(
+        f"{message}; the loss is computed anyway but assumes [0, 1] images. Warned once per "
+        "loss; check_range=True raises instead.",
+        UserWarning,
+        stacklevel=5,  # this function, the loss's forward, two nn.Module call frames, the caller
+    )
+    return False
 
 
 def get_aux(aux: Mapping[str, Tensor], key: str, producer: str) -> Tensor:

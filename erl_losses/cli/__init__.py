@@ -3,7 +3,8 @@
 Every sub-command lives in its own module of this package and exposes
 ``register(subparsers) -> None``, which adds an argparse sub-parser whose ``func`` default runs it.
 Modules are discovered, so a new sub-command needs no edit here. Heavy imports (torch, numpy,
-matplotlib) belong inside the command functions so that ``erl --help`` stays fast.
+matplotlib) belong inside the command functions, never in ``register``, so that ``erl --help`` and
+``erl zoo list`` run without importing torch (tests/cli/test_cli_errors.py checks it).
 """
 
 from __future__ import annotations
@@ -33,8 +34,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input, not a bug: printed as one line, exit code 2."""
+    types: list[type[BaseException]] = [ValueError, TypeError, OSError, ImportError]
+    safetensors = sys.modules.get("safetensors")  # only loaded if a command read a weights file
+    if safetensors is not None and hasattr(safetensors, "SafetensorError"):
+        types.append(safetensors.SafetensorError)
+    return tuple(types)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    filename = getattr(err, "filename", None)
+    if isinstance(err, OSError) and filename and str(filename) not in text:
+        text = f"{text}: {filename}"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``erl`` console script; returns the process exit code."""
+    """Entry point of the ``erl`` console script; returns the process exit code.
+
+    Exit codes: 0 success; 1 a check the command ran failed (e.g. ``erl zoo verify``); 2 bad
+    input (a bad argument, an unreadable, missing or corrupt file, an unwritable output, an
+    unavailable device, a missing optional package), reported as one line
+    ``erl <command>: error: ...`` naming the file or argument; 130 interrupted (Ctrl-C).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -42,8 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         result = args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        # User errors (bad paths, bad options) end with one clear line, not a traceback.
-        print(f"erl {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"erl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not isinstance(err, _user_error_types()):
+            raise  # a bug: keep the traceback
+        print(f"erl {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     return int(result or 0)

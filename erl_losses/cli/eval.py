@@ -54,6 +54,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Output paths must be writable before minutes of inference and scoring."""
+    from erl_losses.cli._paths import check_output_dir, check_output_file
+
+    if args.net is not None and args.out:
+        check_output_dir(args.out, "--out")
+    for flag in ("json", "csv"):
+        if getattr(args, flag):
+            check_output_file(getattr(args, flag), f"--{flag}")
+    if args.fidelity:
+        from erl_losses._extras import require
+
+        require("torch_fidelity", "fidelity")
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluates, prints the markdown tables, writes JSON/CSV when asked."""
     from erl_losses.evaluation.protocol import evaluate_folders
@@ -72,12 +87,15 @@ def run(args: argparse.Namespace) -> int:
             f"Expected --pred and --gt (or --net/--weights/--data), got pred={args.pred!r}, "
             f"gt={args.gt!r}"
         )
-
+    if args.inception_weights and not args.fidelity:
+        raise ValueError("Expected --fidelity with --inception-weights, got it alone")
+    _check_outputs(args)
     with tempfile.TemporaryDirectory(prefix="erl-eval-") as tmp:
         if use_net:
+            from erl_losses._runtime import resolve_device
             from erl_losses.evaluation.inference import load_net, run_net_on_dataset
 
-            net = load_net(args.net, args.weights, device=args.device)
+            net = load_net(args.net, args.weights, device=resolve_device(args.device))
             run_ = run_net_on_dataset(
                 net,
                 args.data,
@@ -98,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
             method=args.method or (args.net if use_net else pred_dir.name),
         )
         if args.fidelity:
-            try:
-                from erl_losses.evaluation.fidelity import fidelity_between_folders
-            except ImportError as err:
-                raise ValueError(str(err)) from err
+            from erl_losses.evaluation.fidelity import fidelity_between_folders
 
             report.fidelity.update(
                 fidelity_between_folders(
@@ -112,8 +127,6 @@ def run(args: argparse.Namespace) -> int:
                     device=args.device,
                 )
             )
-        elif args.inception_weights:
-            raise ValueError("Expected --fidelity with --inception-weights, got it alone")
     print(report.to_markdown())
     if args.json:
         report.to_json(args.json)

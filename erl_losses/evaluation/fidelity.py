@@ -9,7 +9,8 @@
   average-pooled to at most 4 x 4, 256-D by default), the default for the Frechet distance and KID
   because covariance estimates need far fewer samples in 256 dimensions.
 * **Inception** FID/KID: torch-fidelity's ``inception-v3-compat`` when the caller passes a local
-  weights file (``feature_extractor_weights_path``); nothing is downloaded.
+  weights file; nothing is downloaded, and the file is never unpickled
+  (:func:`inception_weights_buffer`).
 
 The BCM is, in order: a module passed as ``bcm``; the safetensors file
 ``feature_extractor_weights_path``; the zoo's default pretrained BCM; and, when the zoo has none,
@@ -21,6 +22,7 @@ Images are read with Pillow and resized to ``size x size`` (bicubic) so they can
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,17 +34,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-try:
-    import torch_fidelity
-    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
-except ImportError as err:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "Expected torch-fidelity for fidelity metrics (pip install 'erl-losses[fidelity]'), "
-        f"got ImportError: {err}"
-    ) from err
+from erl_losses._extras import require
 
-from erl_losses.evaluation.protocol import pair_folders
+torch_fidelity = require("torch_fidelity", "fidelity")
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
+from torch_fidelity.registry import (  # noqa: E402
+    FEATURE_EXTRACTORS_REGISTRY,
+    register_feature_extractor,
+)
+
+from erl_losses.data.io import image_to_uint8, read_image  # noqa: E402
+from erl_losses.evaluation.inference import load_state_dict_file  # noqa: E402
+from erl_losses.evaluation.protocol import pair_folders  # noqa: E402
 
 __all__ = [
     "BCM_EXTRACTOR",
@@ -50,6 +53,7 @@ __all__ = [
     "ImageFolderUInt8",
     "fidelity_between_folders",
     "fidelity_between_paths",
+    "inception_weights_buffer",
     "register",
 ]
 
@@ -174,10 +178,28 @@ class ImageFolderUInt8(Dataset):
     def __getitem__(self, index: int) -> Tensor:
         from PIL import Image
 
-        with Image.open(self.paths[index]) as image:
-            image = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
-            array = np.asarray(image)
+        image = Image.fromarray(image_to_uint8(read_image(self.paths[index])))
+        array = np.asarray(image.resize((self.size, self.size), Image.Resampling.BICUBIC))
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def inception_weights_buffer(path: str | Path) -> io.BytesIO:
+    """Inception weights read without running any pickled code, as an in-memory file.
+
+    torch-fidelity reads its ``feature_extractor_weights_path`` with
+    ``torch.load(weights_only=False)``, which runs whatever code a pickle holds. So the user's file
+    is read here with :func:`~erl_losses.evaluation.inference.load_state_dict_file` (safetensors,
+    or ``torch.load(weights_only=True)``, which refuses anything but tensors and containers), and
+    torch-fidelity gets a buffer this process wrote from those tensors alone.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: a file holding pickled objects other than tensors, or no state dict.
+    """
+    buffer = io.BytesIO()
+    torch.save(load_state_dict_file(path), buffer)
+    buffer.seek(0)
+    return buffer
 
 
 def _kid_subset(n1: int, n2: int) -> int:
@@ -201,7 +223,9 @@ def fidelity_between_paths(
         paths1, paths2: image files (at least 2 each).
         bcm: BCM module to embed with (default: ``bcm_weights`` or the zoo default, see module doc).
         bcm_weights: safetensors BCM file.
-        inception_weights: local torch-fidelity ``inception-v3-compat`` weights; adds
+        inception_weights: local torch-fidelity ``inception-v3-compat`` weights (safetensors, or
+            a state dict readable with ``torch.load(weights_only=True)``; see
+            :func:`inception_weights_buffer`); adds
             ``inception_fid`` and ``inception_kid_*``. ``None`` skips Inception (no download).
         size: images are resized to ``size x size`` for the BCM.
         device: ``'cpu'`` or a CUDA device.
@@ -250,7 +274,7 @@ def fidelity_between_paths(
             input1=ImageFolderUInt8(paths1, 299),
             input2=ImageFolderUInt8(paths2, 299),
             feature_extractor="inception-v3-compat",
-            feature_extractor_weights_path=str(inception_weights),
+            feature_extractor_weights_path=inception_weights_buffer(inception_weights),
             **common,
         )
         out.update(

@@ -11,6 +11,7 @@ round, ``uint8``, saved as PNG.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from erl_losses.data.datasets import MSECDataset, SICEDataset, read_image
+from erl_losses.data.datasets import MSECDataset, SICEDataset
+from erl_losses.data.io import format_names, image_to_float, missing_files, read_image, write_png
 
 __all__ = [
     "NetRun",
@@ -32,27 +34,43 @@ __all__ = [
 ]
 
 
+def _read_weights(path: Path, suffix: str) -> Any:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        if suffix == ".safetensors":
+            return load_file(str(path))
+        # weights_only=True: tensors and plain containers only, never code (torch < 2.6 defaulted
+        # to False, which runs whatever a pickle holds).
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"Expected a weights file holding only tensors, got pickled objects in {path} "
+            "(refused: loading them could run code; re-save the state dict as .safetensors)"
+        ) from err
+    except (SafetensorError, RuntimeError, EOFError, OSError) as err:
+        # Truncated or corrupt archives surface as these, with messages that omit the file.
+        raise ValueError(f"Expected a readable weights file, got {path}: {err}") from err
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Reads a weights file into a flat ``{name: tensor}`` state dict.
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unsupported suffix or a file that holds no state dict.
+        ValueError: unsupported suffix, a truncated or corrupt file, pickled objects other than
+            tensors (refused, never run), or a file that holds no state dict.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Expected a weights file, got missing path {path}")
     suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state: Any = load_file(str(path))
-    elif suffix in (".pth", ".pt", ".ckpt", ".bin"):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    else:
+    if suffix not in (".safetensors", ".pth", ".pt", ".ckpt", ".bin"):
         raise ValueError(
             f"Expected a .safetensors or .pth/.pt/.ckpt/.bin weights file, got {path.name}"
         )
+    state = _read_weights(path, suffix)
     for key in ("params_ema", "params", "state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -117,26 +135,27 @@ def _to_uint8(x: Tensor) -> np.ndarray:
     return arr.transpose(1, 2, 0)
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(array).save(path)
-
-
 def enhance(net: nn.Module, image: np.ndarray) -> np.ndarray:
     """Corrects one image.
 
     Args:
         net: a net mapping ``(B, 3, H, W)`` in [0, 1] to the same shape (put it in eval mode).
-        image: ``(H, W, 3)`` ``uint8`` RGB.
+        image: ``(H, W, 3)`` RGB, ``uint8`` or float in [0, 1] (as :func:`read_image` returns
+            for 16-bit files).
 
     Returns:
         ``(H, W, 3)`` ``uint8`` RGB of the same size.
     """
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"Expected image to be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div(255.0)
+    if (
+        image.ndim != 3
+        or image.shape[2] != 3
+        or not (image.dtype == np.uint8 or image.dtype.kind == "f")
+    ):
+        raise ValueError(
+            f"Expected image to be (H, W, 3) uint8 or float, got {image.shape} {image.dtype}"
+        )
+    x = torch.from_numpy(np.ascontiguousarray(image_to_float(image).transpose(2, 0, 1)))
     return _to_uint8(_forward(net, x[None])[0])
 
 
@@ -145,24 +164,42 @@ def enhance_images(net: nn.Module, paths: Iterable[str | Path], out_dir: str | P
 
     Raises:
         FileNotFoundError: a missing input.
-        ValueError: two inputs with the same stem (their outputs would collide).
+        ValueError: two inputs with the same stem (their outputs would collide), or an output that
+            would replace one of the inputs (checked before anything is written).
     """
     paths = [Path(p) for p in paths]
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = missing_files(paths)
     if missing:
-        raise FileNotFoundError(f"Expected image files, got {len(missing)} missing: {missing}")
+        raise FileNotFoundError(
+            f"Expected image files, got {len(missing)} missing: {format_names(missing)}"
+        )
     stems = [p.stem for p in paths]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ValueError(f"Expected inputs with distinct names, got duplicates {dupes}")
     out_dir = Path(out_dir)
+    targets = [out_dir / f"{path.stem}.png" for path in paths]
+    _refuse_overwriting_inputs(paths, targets)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in paths:
-        target = out_dir / f"{path.stem}.png"
-        _save_png(enhance(net, read_image(path)), target)
-        written.append(target)
-    return written
+    for path, target in zip(paths, targets, strict=True):
+        write_png(target, enhance(net, read_image(path)))
+    return targets
+
+
+def _refuse_overwriting_inputs(inputs: list[Path], targets: list[Path]) -> None:
+    # (device, inode) identifies a file through symlinks, hard links, '..' and case-folding.
+    identity = {(st.st_dev, st.st_ino): p for p in inputs for st in [p.stat()]}
+    clashes = [
+        f"{target} is {identity[key]}"
+        for target in targets
+        if target.exists() and (key := (target.stat().st_dev, target.stat().st_ino)) in identity
+    ]
+    if clashes:
+        raise ValueError(
+            f"Expected an output folder whose files are not the inputs, got {len(clashes)} "
+            f"output(s) that would overwrite an input: {format_names(clashes)} (choose another "
+            "--out)"
+        )
 
 
 @dataclass(frozen=True)
@@ -220,7 +257,7 @@ def run_net_on_dataset(
             item = dataset[index]
             stem = Path(item["lq_path"]).stem
             name = stem if protocol == "msec" else f"{stem}_{item['level']}"
-            _save_png(_to_uint8(_forward(net, item["lq"][None])[0]), out / f"{name}.png")
+            write_png(out / f"{name}.png", _to_uint8(_forward(net, item["lq"][None])[0]))
     finally:
         net.train(was_training)
     return NetRun(pred_dir=out, gt_dir=dataset.gt_dir, count=len(dataset), protocol=protocol)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
-from erl_losses._validation import check_choice
+from erl_losses._validation import (
+    check_choice,
+    check_has_values,
+    check_positive_number,
+    check_tensor,
+    check_unit_range,
+)
 from erl_losses.functional.phase import PHASE_MODES, phase_loss
 
 
@@ -16,8 +22,11 @@ class PhaseLoss(nn.Module):
         mode: ``"paper"`` (eq. 3 exactly) or ``"wrapped"`` (angular distance in ``[0, pi]``,
             amplitude-weighted, finite gradients everywhere).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-image ``(B,)`` losses).
-        amp_floor: amplitude under which ``"wrapped"`` ignores a frequency.
+        amp_floor: amplitude under which ``"wrapped"`` ignores a frequency (a number > 0).
         check_nonfinite: raise on NaN/inf inputs.
+        check_range: raise when ``pred`` or ``target`` is clearly outside [0, 1] (below -0.5 or
+            above 1.5, e.g. 0-255 images), checked on every call. By default only the first call
+            is checked, and it warns (one device sync in the loss's lifetime).
 
     Shape:
         ``pred``, ``target``: ``(B, C, H, W)``; output: scalar, or ``(B,)`` for ``"none"``.
@@ -32,16 +41,23 @@ class PhaseLoss(nn.Module):
         reduction: Reduction = "mean",
         amp_floor: float = 1e-3,
         check_nonfinite: bool = False,
+        check_range: bool = False,
     ) -> None:
         super().__init__()
         self.mode = check_choice(mode, "mode", PHASE_MODES)
         self.reduction = check_reduction(reduction)
-        if not amp_floor > 0:
-            raise ValueError(f"Expected `amp_floor` > 0, got {amp_floor!r}")
-        self.amp_floor = float(amp_floor)
+        self.amp_floor = check_positive_number(amp_floor, "amp_floor")
         self.check_nonfinite = check_nonfinite
+        self.check_range = check_range
+        self._range_checked = False
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        for x, name in ((pred, "pred"), (target, "target")):
+            check_has_values(check_tensor(x, name), name)
+        if self.check_range or not self._range_checked:
+            self._range_checked = True
+            if check_unit_range(pred, "pred", strict=self.check_range):
+                check_unit_range(target, "target", strict=self.check_range)
         return phase_loss(
             pred,
             target,

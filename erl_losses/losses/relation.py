@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
-from erl_losses._validation import check_choice
+from erl_losses._validation import check_choice, check_tensor, check_unit_range
 from erl_losses.distributed import world_size
 from erl_losses.functional.relation import RELATION_VARIANTS, sample_relation_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
@@ -50,6 +50,9 @@ class SampleRelationLoss(nn.Module):
         variant: ``"paper"`` (eq. 4) or ``"centred"`` (our extension, see
             :data:`~erl_losses.functional.relation.RELATION_VARIANTS`). ``None``: the variant the
             zoo entry records when ``bcm`` is a zoo name or ``None``, else ``"paper"``.
+        check_range: raise when ``pred`` or ``target`` is clearly outside [0, 1] (below -0.5 or
+            above 1.5, e.g. 0-255 images), checked on every call. By default only the first call
+            is checked, and it warns (one device sync in the loss's lifetime).
         cuda_graphs: replay the frozen BCM from CUDA graphs captured per batch and image size
             (:mod:`erl_losses.modules.graphed`; same values, far fewer kernel launches); CPU
             inputs, ``gather`` and ``torch.compile`` run eagerly. ``None``: on when
@@ -77,9 +80,12 @@ class SampleRelationLoss(nn.Module):
         check_nonfinite: bool = False,
         gather: bool = False,
         variant: str | None = None,
+        check_range: bool = False,
         cuda_graphs: bool | None = None,
     ) -> None:
         super().__init__()
+        self.check_range = check_range
+        self._range_checked = False
         if variant is None:
             variant = "paper" if isinstance(bcm, nn.Module) else recorded_variant(bcm)
         self.variant = check_choice(variant, "variant", RELATION_VARIANTS)
@@ -135,6 +141,12 @@ class SampleRelationLoss(nn.Module):
         return self
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        check_tensor(pred, "pred")
+        check_tensor(target, "target")
+        if self.check_range or not self._range_checked:
+            self._range_checked = True
+            if check_unit_range(pred, "pred", strict=self.check_range):
+                check_unit_range(target, "target", strict=self.check_range)
         global_batch = self.gather and world_size() > 1
         if pred.ndim == 4 and pred.shape[0] == 1 and not global_batch and not self._warned_single:
             self._warned_single = True

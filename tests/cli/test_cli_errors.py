@@ -1,0 +1,210 @@
+"""Every user error of the `erl` CLI ends in one line naming the file or argument (exit 2);
+Ctrl-C exits 130; nothing is written over an input; `erl --help` runs without torch."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from erl_losses.cli import main
+from erl_losses.data.io import write_png
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    from safetensors.torch import save_file
+
+    from erl_losses.archs import build_arch
+
+    path = tmp_path_factory.mktemp("w") / "eclnet.safetensors"
+    save_file(build_arch("ECLNet").state_dict(), str(path))
+    return path
+
+
+@pytest.fixture
+def images(tmp_path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return [
+        write_png(folder / f"{name}.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+        for name in ("a", "b")
+    ]
+
+
+def _one_line_error(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _enhance(weights: Path, *args: str) -> list[str]:
+    return ["enhance", "--net", "ECLNet", "--weights", str(weights), *args]
+
+
+def test_enhance_never_writes_over_an_input(weights, images, capsys):
+    before = [p.read_bytes() for p in images]
+    assert main(_enhance(weights, *map(str, images), "--out", str(images[0].parent))) == 2
+    _one_line_error(capsys, "overwrite an input", "a.png")
+    assert [p.read_bytes() for p in images] == before
+    # Through another spelling of the same folder, too.
+    other = images[0].parent / ".." / "in"
+    assert main(_enhance(weights, str(images[1]), "--out", str(other))) == 2
+    assert [p.read_bytes() for p in images] == before
+
+
+def test_enhance_out_that_is_a_file(weights, images, tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep")
+    assert main(_enhance(weights, str(images[0]), "--out", str(target))) == 2
+    _one_line_error(capsys, "--out", "taken")
+    assert target.read_text() == "keep"
+
+
+@pytest.mark.parametrize("content", [b"", b"GIF89a not really", "truncated"])
+def test_enhance_bad_image_names_the_file(weights, images, tmp_path, capsys, content):
+    bad = tmp_path / "bad.png"
+    if content == "truncated":
+        data = images[0].read_bytes()
+        content = data[: len(data) // 2]
+    bad.write_bytes(content)
+    assert main(_enhance(weights, str(bad), "--out", str(tmp_path / "out"))) == 2
+    _one_line_error(capsys, "bad.png")
+
+
+def test_truncated_safetensors_names_the_file(weights, images, tmp_path, capsys):
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(weights.read_bytes()[:1000])
+    assert main(_enhance(cut, str(images[0]), "--out", str(tmp_path / "out"))) == 2
+    _one_line_error(capsys, "cut.safetensors")
+
+
+class _Payload:
+    """Unpickling this creates a marker file: stands in for arbitrary code in a pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickled_code_in_weights_is_refused_not_run(images, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"w": _Payload(marker)}))
+    assert main(_enhance(evil, str(images[0]), "--out", str(tmp_path / "out"))) == 2
+    _one_line_error(capsys, "evil.pth", "pickled")
+    assert not marker.exists()
+
+
+def test_unavailable_device_is_one_line(weights, images, tmp_path, capsys):
+    assert (
+        main(_enhance(weights, str(images[0]), "--out", str(tmp_path / "o"), "--device", "cuda:7"))
+        == 2
+    )
+    _one_line_error(capsys, "cuda:7")
+    assert (
+        main(_enhance(weights, str(images[0]), "--out", str(tmp_path / "o"), "--device", "tpu"))
+        == 2
+    )
+    _one_line_error(capsys, "tpu")
+
+
+def test_eval_checks_outputs_before_the_work(tmp_path, images, capsys):
+    pred = tmp_path / "pred"
+    gt = tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    write_png(pred / "s_N1.png", np.zeros((16, 16, 3), np.uint8))
+    write_png(gt / "s.png", np.zeros((16, 16, 3), np.uint8))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    base = ["eval", "--pred", str(pred), "--gt", str(gt), "--partial", "--metrics", "skimage"]
+    assert main([*base, "--json", str(blocker / "r.json")]) == 2
+    captured = capsys.readouterr()
+    assert "--json" in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert "PSNR" not in captured.out  # refused before evaluating
+    assert main([*base, "--csv", str(tmp_path)]) == 2
+    _one_line_error(capsys, "--csv")
+    assert main([*base, "--json", str(tmp_path / "r.json")]) == 0
+
+
+def test_missing_optional_package_names_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import now raises ImportError
+    args = ["eval", "--pred", str(tmp_path), "--gt", str(tmp_path), "--fidelity"]
+    assert main(args) == 2
+    _one_line_error(capsys, 'pip install "erl-losses[fidelity]"')
+
+
+def test_ctrl_c_exits_130(weights, images, tmp_path, monkeypatch, capsys):
+    import erl_losses.evaluation.inference as inference
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "enhance_images", interrupted)
+    assert main(_enhance(weights, str(images[0]), "--out", str(tmp_path / "o"))) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_bugs_keep_their_traceback(weights, images, tmp_path, monkeypatch):
+    import erl_losses.evaluation.inference as inference
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(inference, "enhance_images", bug)
+    with pytest.raises(ZeroDivisionError):
+        main(_enhance(weights, str(images[0]), "--out", str(tmp_path / "o")))
+
+
+_BLOCK_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class BlockTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked by the test")
+            return None
+
+    sys.meta_path.insert(0, BlockTorch())
+    from erl_losses.cli import main
+
+    code = main(sys.argv[1:])
+    assert "torch" not in sys.modules
+    sys.exit(code)
+    """
+)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["zoo", "list"], ["eval", "--help"]])
+def test_cli_starts_without_torch(argv):
+    result = subprocess.run(
+        [sys.executable, "-c", _BLOCK_TORCH, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout or "default" in result.stdout or result.stdout
+
+
+def test_import_erl_losses_is_lazy_and_complete():
+    code = (
+        "import sys, erl_losses; assert 'torch' not in sys.modules; "
+        "from erl_losses import *; import erl_losses as e; "
+        "assert all(hasattr(e, n) for n in e.__all__); print(PhaseLoss.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "PhaseLoss"
+    assert torch.is_tensor(torch.zeros(1))
