@@ -373,12 +373,8 @@ class BCMPretextModel(SRModel):
 
     def _enter_stage(self, stage: int) -> list[nn.Parameter]:
         bcm = self.get_bare_model(self.net_g)
-        bcm.requires_grad_(False)
-        params = bcm.encoder_decoder_parameters() if stage == 1 else bcm.relation_parameters()
-        if stage == 2 and self.stage2_fuse == "relation" and bcm.fuse.bias is not None:
-            params = [p for p in params if p is not bcm.fuse.bias]
-        for param in params:
-            param.requires_grad_(True)
+        # the BCM's own per-stage rules, shared with erl_losses.pretext
+        params = bcm.pretext_parameters(stage, fuse_relation_only=self.stage2_fuse == "relation")
         if stage != self._stage:
             get_root_logger().info(f"BCM pretext: stage {stage} ({self.pretext}).")
         self._stage = stage
@@ -399,9 +395,7 @@ class BCMPretextModel(SRModel):
         criterion = self.cri_stage1 if stage == 1 else self.cri_stage2
         loss = criterion(self.output, self.gt)
         loss.backward()
-        if stage == 2 and self.stage2_fuse == "relation" and bcm.fuse.weight.grad is not None:
-            # W reads cat([F, F']): freeze the F half (Adam turns a zero gradient into no update).
-            bcm.fuse.weight.grad[:, : bcm.fuse.weight.shape[1] // 2] = 0
+        bcm.mask_pretext_grad(stage, fuse_relation_only=self.stage2_fuse == "relation")
         if self.opt.get("dist"):
             # reconstruct() bypasses DDP's forward hooks: average the gradients by hand.
             world = torch.distributed.get_world_size()

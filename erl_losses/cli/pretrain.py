@@ -1,10 +1,17 @@
-"""``erl pretrain``: the two-stage pretext training of a batch-correlation module."""
+"""``erl pretrain``: the two-stage pretext training of a batch-correlation module.
+
+The recipe flags are generated from the fields of :class:`erl_losses.pretext.PretextRecipe`
+(name, default, help and choices), so the command line and the library cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
+import sys
+from typing import Any
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -15,38 +22,58 @@ def _command_line(args: argparse.Namespace) -> str:
         if not action.option_strings or action.dest in ("help", "func"):
             continue
         value = getattr(args, action.dest, None)
-        if value == action.default:
+        if value == action.default or (isinstance(value, list) and tuple(value) == action.default):
             continue
         flag = action.option_strings[-1]
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             words.append(flag)
-        elif isinstance(value, list):
+        elif isinstance(action, argparse._AppendAction):
             for item in value:
                 words += [flag, str(item)]
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *(str(item) for item in value)]
         else:
             words += [flag, str(value)]
     return shlex.join(words)
 
 
+def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`PretextRecipe` field: ``--stage1-steps``, ``--no-flip``, ..."""
+    from erl_losses.pretext.recipe import PretextRecipe
+
+    group = parser.add_argument_group("recipe (erl_losses.pretext.PretextRecipe)")
+    for field in dataclasses.fields(PretextRecipe):
+        default = field.default
+        flag = "--" + field.name.replace("_", "-")
+        text = field.metadata.get("help", "")
+        kwargs: dict[str, Any] = {"dest": field.name, "default": default}
+        if isinstance(default, bool):
+            kwargs["action"] = "store_false" if default else "store_true"
+            flag = f"--no-{flag[2:]}" if default else flag
+        elif isinstance(default, tuple):
+            kwargs.update(nargs=len(default), type=type(default[0]), metavar="X")
+        else:
+            kwargs["type"] = field.metadata.get("type") or type(default)
+        if "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]()
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        plain = isinstance(default, bool) or default is None  # the help says it, or nothing to say
+        kwargs["help"] = text if plain else f"{text} (default: {shown})"
+        group.add_argument(flag, **kwargs)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``erl pretrain`` to the ``erl`` command line."""
-    from erl_losses.pretext import PRETEXTS
-
     p = subparsers.add_parser(
         "pretrain",
         help="train a batch-correlation module with the two-stage pretext task (paper sec. 3.2)",
         description=(
             "Stage 1 trains f_e, W and f_d as an auto-encoder (L1) on normal-exposure images; "
             "stage 2 freezes f_e/f_d and trains t_e and W on mini-batches with the pretext loss. "
-            "Writes OUT/NAME.safetensors (zoo format), OUT/NAME.manifest.json, OUT/NAME.md, "
-            "OUT/log.csv and OUT/checkpoint.safetensors."
+            "Writes OUT/NAME-vVERSION.safetensors (zoo format), OUT/NAME.manifest.json, "
+            "OUT/NAME.md, OUT/log.csv and OUT/checkpoint.safetensors. An OUT holding an earlier "
+            "run is refused unless --resume or --overwrite; Ctrl-C saves a checkpoint first."
         ),
-    )
-    p.add_argument(
-        "--pretext",
-        choices=PRETEXTS,
-        default="phase",
-        help="stage-2 objective: phase (eq. 3), l1, or none (random t_e)",
     )
     p.add_argument(
         "--images",
@@ -56,64 +83,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretext-train split of the photos bundled with scikit-image/-learn/matplotlib",
     )
     p.add_argument(
-        "--max-side",
-        type=int,
-        default=None,
+        "--max-side", type=int, default=None,
         help="area-downscale images whose longer side exceeds this (pixels)",
-    )
+    )  # fmt: skip
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/NAME)")
     p.add_argument("--name", default=None, help="zoo name of the result (default bcm-PRETEXT)")
     p.add_argument("--version", default="1", help="zoo version of the result")
     p.add_argument(
-        "--url",
-        action="append",
-        default=[],
-        dest="urls",
+        "--url", action="append", default=[], dest="urls",
         help="download URL to record in the manifest entry (repeatable)",
-    )
+    )  # fmt: skip
     p.add_argument("--license", default="MIT")
-    p.add_argument("--stage1-steps", type=int, default=2000)
-    p.add_argument("--stage2-steps", type=int, default=1000)
-    p.add_argument("--stage1-batch-size", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=4, help="stage-2 mini-batch (paper: 4)")
+    _add_recipe_flags(p)
     p.add_argument(
-        "--crop-size",
-        type=int,
-        default=None,
-        help="stage-2 crop side (default: the BCM's work_size, 128)",
-    )
-    p.add_argument(
-        "--stage1-crop-size",
-        type=int,
-        default=None,
-        help="stage-1 crop side (default: --crop-size)",
-    )
-    p.add_argument("--stage1-lr", type=float, default=2e-3)
-    p.add_argument("--stage2-lr", type=float, default=5e-4)
-    p.add_argument("--phase-mode", choices=("paper", "wrapped"), default="paper")
-    p.add_argument(
-        "--stage2-fuse",
-        choices=("relation", "all"),
-        default="relation",
-        help="stage 2 trains only the F'-reading half of W (default: the auto-encoder "
-        "path stays the stage-1 one) or all of W",
-    )
-    p.add_argument("--no-flip", action="store_true", help="no random flips of the crops")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--bcm-config",
-        default=None,
-        metavar="JSON",
+        "--bcm-config", default=None, metavar="JSON",
         help="BatchCorrelationModule arguments, e.g. '{\"channels\": 16}'",
-    )
+    )  # fmt: skip
     p.add_argument(
-        "--stage1-from",
-        default=None,
-        metavar="FILE",
+        "--stage1-from", default=None, metavar="FILE",
         help="skip stage 1: take f_e, W, f_d from this BCM file (e.g. another run's "
         "stage1.safetensors); implies --stage1-steps 0",
+    )  # fmt: skip
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoint.safetensors"
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    runs.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run's files in OUT"
+    )
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument(
@@ -126,61 +123,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, _command_parser=p)
 
 
+def _recipe(args: argparse.Namespace) -> Any:
+    from erl_losses.pretext.recipe import PretextRecipe
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretextRecipe)}
+    if args.stage1_from:
+        values["stage1_steps"] = 0
+    return PretextRecipe(**values)
+
+
+def _bcm_config(text: str | None) -> dict[str, Any] | None:
+    try:
+        config = json.loads(text) if text else None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"Expected --bcm-config to be a JSON object, got {text!r}") from err
+    if config is not None and not isinstance(config, dict):
+        raise ValueError(f"Expected --bcm-config to be a JSON object, got {text!r}")
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``erl pretrain`` and prints the result's paths and measured numbers."""
+    from erl_losses.pretext.recipe import default_name
+    from erl_losses.pretext.rundir import check_output_name
+
+    # names first: they become file names, and a bad one must stop the run before any work
+    recipe = _recipe(args)
+    name = check_output_name(args.name or default_name(recipe), "--name")
+    check_output_name(args.version, "--version")
+    out = args.out or f"runs/{name}"
+    bcm_config = _bcm_config(args.bcm_config)
+
     import torch
 
-    from erl_losses.pretext import PretextRecipe, default_name, pretrain_bcm
+    from erl_losses.pretext.trainer import pretrain_bcm
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    stage1_steps = 0 if args.stage1_from else args.stage1_steps
-    recipe = PretextRecipe(
-        pretext=args.pretext,
-        stage1_steps=stage1_steps,
-        stage2_steps=args.stage2_steps,
-        stage1_batch_size=args.stage1_batch_size,
-        batch_size=args.batch_size,
-        crop_size=args.crop_size,
-        stage1_crop_size=args.stage1_crop_size,
-        stage1_lr=args.stage1_lr,
-        stage2_lr=args.stage2_lr,
-        phase_mode=args.phase_mode,
-        stage2_fuse=args.stage2_fuse,
-        flip=not args.no_flip,
-        seed=args.seed,
-    )
-    name = args.name or default_name(recipe)
-    out = args.out or f"runs/{name}"
     try:
-        bcm_config = json.loads(args.bcm_config) if args.bcm_config else None
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"Expected --bcm-config to be a JSON object, got {args.bcm_config!r}"
-        ) from err
-    if bcm_config is not None and not isinstance(bcm_config, dict):
-        raise ValueError(f"Expected --bcm-config to be a JSON object, got {args.bcm_config!r}")
-    command = _command_line(args)
-    result = pretrain_bcm(
-        recipe,
-        out,
-        images=args.images,
-        max_side=args.max_side,
-        bcm_config=bcm_config,
-        stage1_from=args.stage1_from,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-        name=name,
-        version=args.version,
-        license=args.license,
-        urls=args.urls,
-        evaluate=not args.no_eval,
-        eval_batches=args.eval_batches,
-        command=command,
-        progress=not args.no_progress,
-        device=args.device,
-    )
+        result = pretrain_bcm(
+            recipe, out, images=args.images, max_side=args.max_side, bcm_config=bcm_config,
+            stage1_from=args.stage1_from, resume=args.resume, overwrite=args.overwrite,
+            checkpoint_every=args.checkpoint_every, log_every=args.log_every, name=name,
+            version=args.version, license=args.license, urls=args.urls,
+            evaluate=not args.no_eval, eval_batches=args.eval_batches,
+            command=_command_line(args), progress=not args.no_progress, device=args.device,
+        )  # fmt: skip
+    except KeyboardInterrupt as err:
+        if str(err):  # the trainer says where the checkpoint is
+            print(f"erl pretrain: {err}", file=sys.stderr)
+        raise
     print(f"weights:        {result.weights}")
     print(f"manifest entry: {result.manifest_entry}")
     print(f"model card:     {result.card}")

@@ -1,0 +1,239 @@
+"""Running the two pretext stages: the step loop, logging, checkpoints and Ctrl-C.
+
+The learning rate is :func:`erl_losses.training.warmup_cosine` positioned at the checkpoint's
+step, Adam's moments and the crop generator come back from the checkpoint, and the per-stage
+parameter rules are the BCM's own (:meth:`~erl_losses.BatchCorrelationModule.pretext_parameters`,
+:meth:`~erl_losses.BatchCorrelationModule.mask_pretext_grad`, shared with the BasicSR pretext
+model), so a resumed run ends with the same weights as an uninterrupted one. The first Ctrl-C
+stops after the current step, saves a checkpoint and re-raises ``KeyboardInterrupt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from erl_losses.data.images import RandomCrops
+from erl_losses.modules.bcm import BatchCorrelationModule
+from erl_losses.modules.bcm_io import save_bcm
+from erl_losses.pretext.checkpoint import save_checkpoint
+from erl_losses.pretext.evaluation import random_relation
+from erl_losses.pretext.objectives import get_objective
+from erl_losses.pretext.recipe import PretextRecipe
+from erl_losses.pretext.rundir import RunDir
+from erl_losses.training import warmup_cosine
+
+__all__ = ["RunState", "StageOptions", "save_stage1", "train_stages"]
+
+_LOG_FIELDS = ("stage", "step", "global_step", "loss", "lr", "seconds")
+
+
+@dataclass
+class RunState:
+    """The state handed from one step of a run to the next."""
+
+    recipe: PretextRecipe
+    files: RunDir
+    bcm: BatchCorrelationModule
+    crops: RandomCrops
+    provenance: dict[str, Any]
+    device: torch.device
+    stage1_source: dict[str, Any] | None = None
+    global_step: int = 0
+    elapsed_before: float = 0.0
+    optim_state: dict[str, Any] | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of this session."""
+        return time.perf_counter() - self.started
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint's JSON state at the current step."""
+        return {
+            "recipe": self.recipe.to_dict(),
+            "config": self.bcm.config,
+            "global_step": self.global_step,
+            "seconds": self.elapsed_before + self.seconds,
+        }
+
+    def save_checkpoint(self, optimizer: torch.optim.Optimizer | None) -> None:
+        save_checkpoint(
+            self.files.checkpoint, self.bcm, optimizer, self.crops.state(), self.state()
+        )
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    checkpoint_every: int
+    log_every: int
+    progress: bool
+    callback: Callable[[int, int, float], None] | None
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C into a request to stop after the current step (a second one
+    interrupts at once); outside the main thread signals cannot be caught and nothing changes."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopRequest]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _iter_steps(start: int, stop: int, desc: str, progress: bool) -> Iterator[int]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        range(start, stop), initial=start, total=stop, desc=desc,
+        disable=not progress or stop <= start, dynamic_ncols=True, leave=True,
+    )  # fmt: skip
+    return iter(bar)
+
+
+def _stage_optimizer(run: RunState, stage: int, first: int, steps: int) -> tuple[Any, Any]:
+    """Adam over the stage's parameters (its moments restored when resuming mid-stage) and
+    the warm-up + cosine schedule positioned at the run's step within the stage."""
+    recipe = run.recipe
+    params = run.bcm.pretext_parameters(stage, fuse_relation_only=recipe.stage2_fuse == "relation")
+    peak = recipe.stage1_lr if stage == 1 else recipe.stage2_lr
+    optimizer = torch.optim.Adam(params, lr=peak, betas=recipe.betas)
+    local = run.global_step - first
+    if run.optim_state is not None and local > 0:
+        optimizer.load_state_dict(run.optim_state)  # holds `initial_lr`, as LambdaLR needs
+    run.optim_state = None
+    scheduler = warmup_cosine(
+        optimizer, steps, warmup_steps=recipe.warmup_steps(steps),
+        min_ratio=recipe.min_lr_ratio, last_step=local - 1,
+    )  # fmt: skip
+    return optimizer, scheduler
+
+
+def _stage_loss(run: RunState, stage: int, x: torch.Tensor) -> torch.Tensor:
+    if stage == 1:
+        return (run.bcm.reconstruct(x, relation=False) - x).abs().mean()
+    return get_objective(run.recipe.pretext).loss(run.bcm, x, run.recipe)
+
+
+def _run_stage(
+    run: RunState,
+    stage: int,
+    log: Any,
+    stop: _StopRequest,
+    *,
+    options: StageOptions,
+) -> None:
+    """Runs the remaining steps of ``stage``, logging, checkpointing and honouring Ctrl-C."""
+    recipe, steps = run.recipe, run.recipe.stage_steps
+    first = sum(steps[: stage - 1])
+    last = first + steps[stage - 1]
+    optimizer, scheduler = _stage_optimizer(run, stage, first, steps[stage - 1])
+    run.bcm.train()
+    crop = recipe.crop_sizes(run.bcm)[stage - 1]
+    batch = recipe.stage1_batch_size if stage == 1 else recipe.batch_size
+    fuse_only = recipe.stage2_fuse == "relation"
+    window: list[float] = []
+    desc = f"stage {stage}/2 " + ("auto-encoder" if stage == 1 else recipe.pretext)
+    for step in _iter_steps(run.global_step, last, desc, options.progress):
+        lr = optimizer.param_groups[0]["lr"]
+        x = run.crops.sample(batch, crop).to(run.device)
+        loss = _stage_loss(run, stage, x)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Expected a finite stage-{stage} loss, got {float(loss)} at step {step - first}"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.bcm.mask_pretext_grad(stage, fuse_relation_only=fuse_only)
+        optimizer.step()
+        scheduler.step()
+        run.global_step = step + 1
+        window.append(float(loss.detach()))
+        if options.callback is not None:
+            options.callback(run.global_step, stage, window[-1])
+        if len(window) == options.log_every or run.global_step == last:
+            seconds = run.elapsed_before + run.seconds
+            log.writerow(
+                (stage, step - first + 1, run.global_step, f"{sum(window) / len(window):.6f}",
+                 f"{lr:.3e}", f"{seconds:.1f}")
+            )  # fmt: skip
+            window = []
+        if run.global_step % options.checkpoint_every == 0 or run.global_step == last:
+            run.save_checkpoint(optimizer)
+        if stop.requested:
+            run.save_checkpoint(optimizer)
+            raise KeyboardInterrupt(
+                f"pretext run stopped at step {run.global_step}; checkpoint saved in "
+                f"{str(run.files.checkpoint)!r} (continue with --resume)"
+            )
+
+
+def train_stages(run: RunState, options: StageOptions) -> None:
+    """Both stages, the stage-1 snapshot, and a final checkpoint."""
+    steps = run.recipe.stage_steps
+    if run.global_step == steps[0] and not run.files.stage1.exists():
+        # stage 1 comes from `stage1_from`, or a resumed run stopped right after stage 1
+        save_stage1(run)
+    with run.files.log.open("a", newline="") as handle, _StopRequest().installed() as stop:
+        log = csv.writer(handle)
+        if run.files.log.stat().st_size == 0:
+            log.writerow(_LOG_FIELDS)
+        for stage in (1, 2):
+            if run.global_step >= sum(steps[:stage]) or steps[stage - 1] == 0:
+                continue
+            _run_stage(run, stage, _Flushing(log, handle), stop, options=options)
+            if stage == 1:
+                save_stage1(run)
+    if sum(steps) == 0 or not run.files.checkpoint.exists():
+        run.save_checkpoint(None)
+
+
+class _Flushing:
+    """A csv writer that flushes each row (the log is read while a run is going)."""
+
+    def __init__(self, writer: Any, handle: Any) -> None:
+        self.writer, self.handle = writer, handle
+
+    def writerow(self, row: Sequence[object]) -> None:
+        self.writer.writerow(row)
+        self.handle.flush()
+
+
+def save_stage1(run: RunState) -> None:
+    """Stage-1 weights with the seeded random ``t_e`` (= the ``"none"`` variant)."""
+    snapshot = random_relation(run.bcm, seed=run.recipe.seed).cpu()
+    extra = {"stage1_from": run.stage1_source} if run.stage1_source else {}
+    save_bcm(
+        snapshot,
+        run.files.stage1,
+        {
+            "name": "stage1",
+            "version": "0",
+            "recipe": {**run.recipe.to_dict(), "pretext": "none"},
+            "data": run.provenance,
+            **extra,
+        },
+    )
