@@ -9,9 +9,10 @@
 
 ``manifest.json`` (human-readable) lists every BCM: name, version, file, sha256, size, URLs,
 config, recipe, data provenance, measured numbers and license; ``cards/<name>.md`` are the model
-cards. A name resolves to the file shipped in this folder, else the cache
-(``ERL_LOSSES_HOME``, default ``~/.cache/erl-losses``), else a download (``ERL_LOSSES_MIRROR``
-base URLs, then the manifest's URLs) that is sha256-verified and atomically moved into the cache.
+cards. A name resolves to the file shipped in this folder, else the cache (``ERL_LOSSES_HOME``,
+default ``torch.hub.get_dir()/erl-losses``), else a download (``ERL_LOSSES_MIRROR`` base URLs,
+then the manifest's ``https://`` or ``hf://`` URLs, see ``sources.py``) that is sha256-verified
+and atomically moved into the cache.
 ``ERL_LOSSES_OFFLINE=1`` forbids the network. Nothing is ever unpickled.
 """
 

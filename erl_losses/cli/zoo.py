@@ -1,4 +1,5 @@
-"""``erl zoo list | fetch NAME | verify [NAME|PATH]``: the pretrained-BCM zoo."""
+"""``erl zoo list | fetch NAME | verify [NAME|PATH] | publish NAME --repo OWNER/REPO``: the
+pretrained-BCM zoo."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list, fetch and verify pretrained batch-correlation modules",
         description=(
             "The pretrained-BCM zoo. Files resolve to the package, then the cache "
-            "(ERL_LOSSES_HOME, default ~/.cache/erl-losses), then a sha256-verified download "
+            "(ERL_LOSSES_HOME, default TORCH_HOME/hub/erl-losses), then a sha256-verified download "
             "(ERL_LOSSES_MIRROR, manifest URLs); ERL_LOSSES_OFFLINE=1 forbids the network."
         ),
     )
@@ -32,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME|PATH",
         help="a zoo name or a .safetensors path (default: every entry)",
     )
+    from erl_losses.zoo import publish
+
+    publish.add_arguments(
+        sub.add_parser("publish", help="write (and upload) a Hugging Face Hub model repo folder")
+    )
     p.set_defaults(func=run, _zoo_parser=p)
 
 
@@ -45,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if action == "list":
         return _list(zoo, as_json=args.json)
+    if action == "publish":
+        from erl_losses.zoo import publish
+
+        return publish.run(args)
     if action == "fetch":
         try:
             path = zoo.fetch(args.name, force=args.force)
