@@ -147,6 +147,7 @@ class _ERLMixin:
                 "0.1}) or `train.net_loss_opt` (e.g. {type: ECLNetLoss}) for model_type "
                 "ERLModel, got neither"
             )
+        build_teacher(self, None)  # refuses a teacher that no net loss would use
         super().init_training_settings()  # type: ignore[misc]
         self.cri_relation = build_loss(relation_opt).to(self.device)
         self.cri_pix = _PixelPlusRelation(self.cri_pix, self.cri_relation).to(self.device)

@@ -29,12 +29,13 @@ from torch import nn
 __all__ = ["build_teacher"]
 
 
-def build_teacher(model: Any, net_loss: nn.Module) -> nn.Module | None:
+def build_teacher(model: Any, net_loss: nn.Module | None) -> nn.Module | None:
     """``network_g`` loaded from ``path.pretrain_network_teacher``, frozen, in eval mode.
 
     Args:
         model: the BasicSR model (``opt``, ``device``, ``load_network``).
-        net_loss: the net's own loss; its ``compute`` must take a ``teacher`` argument.
+        net_loss: the net's own loss (``train.net_loss_opt``), whose ``compute`` must take a
+            ``teacher`` argument; None when the model has none.
 
     Returns:
         The teacher on ``model.device``, or None when the option is not set.
@@ -46,10 +47,11 @@ def build_teacher(model: Any, net_loss: nn.Module) -> nn.Module | None:
     load_path = path_opt.get("pretrain_network_teacher")
     if load_path is None:
         return None
-    if "teacher" not in inspect.signature(net_loss.compute).parameters:
+    if net_loss is None or "teacher" not in inspect.signature(net_loss.compute).parameters:
+        got = "no net_loss_opt" if net_loss is None else type(net_loss).__name__
         raise ValueError(
             "Expected `train.net_loss_opt` to be a loss that uses a teacher (DRBNLoss) next to "
-            f"`path.pretrain_network_teacher`, got {type(net_loss).__name__}"
+            f"`path.pretrain_network_teacher`, got {got}"
         )
     teacher = build_network(copy.deepcopy(model.opt["network_g"]))
     model.load_network(

@@ -201,6 +201,20 @@ def test_teacher_is_refused_by_a_loss_that_cannot_use_it(tmp_path: Path) -> None
     opt = _teacher_opt(tmp_path, tmp_path / "t.pth", {"type": "ECLNetLoss", "augment": False})
     with pytest.raises(ValueError, match=r"uses a teacher \(DRBNLoss\).*got ECLNetLoss"):
         build_model(opt)
+    del opt["train"]["net_loss_opt"]
+    opt["train"]["pixel_opt"] = {"type": "L1Loss", "loss_weight": 1.0}
+    with pytest.raises(ValueError, match=r"uses a teacher .*got no net_loss_opt"):
+        build_model(opt)
+
+
+def test_resume_reloads_the_teacher_from_stage_1() -> None:
+    from basicsr.utils.misc import check_resume
+
+    opt = _by_stem("drbn_enc_erl_msec")
+    opt["path"].update(resume_state="experiments/x/training_states/4.state", models="m")
+    check_resume(opt, 4)
+    assert opt["path"]["pretrain_network_g"] == os.path.join("m", "net_g_4.pth")
+    assert opt["path"]["pretrain_network_teacher"] == STAGE1_WEIGHTS.format(variant="erl")
 
 
 # -- end to end ------------------------------------------------------------------------------
