@@ -5,6 +5,8 @@ Registered in ``ARCH_REGISTRY`` as ``DRBN``, ``DRBN_ENC``, ``ECLNet``, ``FECNet`
 for ``BCMPretextModel``). Each entry is a thin subclass of the core class: the parameters and
 ``state_dict`` keys are the core's (a checkpoint loads into the core class and back), only
 ``__init__`` changes, to reject unknown option keys with a message listing the accepted ones.
+The option keys are the core constructor's, e.g. ``{type: DRBN_ENC, variant: sice}`` for
+DRBN-ENC's SICE release (``DRBNIN3``).
 """
 
 from __future__ import annotations
