@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["accepted_keys", "check_keys", "check_mapping"]
+__all__ = ["accepted_keys", "check_keys", "check_loss_weight", "check_mapping"]
 
 
 def accepted_keys(func: Callable[..., Any], skip: Iterable[str] = ("self",)) -> set[str]:
@@ -43,3 +43,17 @@ def check_mapping(owner: str, value: Any) -> dict[str, Any]:
             f"Expected {owner} to be a mapping of options, got {type(value).__name__}: {value!r}"
         )
     return dict(value)
+
+
+def check_loss_weight(owner: str, loss_weight: Any) -> float:
+    """``loss_weight`` of ``owner`` as a float: a finite number >= 0, else a one-line error.
+
+    Raises:
+        TypeError: not a number (a string such as ``1e-3`` read by PyYAML, a bool, ...).
+        ValueError: NaN, infinite or negative (NaN would train to all-NaN weights silently).
+    """
+    from erl_losses._validation import check_non_negative
+
+    if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)):
+        raise TypeError(f"Expected `loss_weight` of {owner} to be a number, got {loss_weight!r}")
+    return check_non_negative(loss_weight, f"loss_weight` of `{owner}")

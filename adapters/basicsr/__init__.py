@@ -74,7 +74,7 @@ _REGISTRIES = {
 
 def _is_ours(obj: Any) -> bool:
     module = getattr(obj, "__module__", "") or ""
-    return module.startswith("erl_losses.adapters.basicsr")
+    return module.startswith("erl_losses.adapters.")
 
 
 def _objects() -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from erl_losses.adapters.basicsr._options import accepted_keys, check_keys
+from erl_losses.adapters._options import accepted_keys, check_keys
 
 __all__ = ["ARCH_NAMES", "arch_classes", "checked_subclass"]
 

@@ -1,106 +1,97 @@
 """Every compatibility patch the adapter applies to basicsr 1.4.2, in one place.
 
-Each patch is narrow (it replaces one name, or adds one module alias), idempotent, and applied
-only by :func:`install_torchvision_alias` (before basicsr is first imported) and
-:func:`install` (after; called by :func:`erl_losses.adapters.basicsr.register`). Nothing here
-changes what basicsr does on the configurations it already supports.
+Each patch is narrow, idempotent, and applied only by :func:`install_torchvision_alias` (before
+basicsr is first imported) and :func:`install` (after; called by
+:func:`erl_losses.adapters.basicsr.register`). Patches replace a function AT ITS SOURCE
+(``basicsr.data.build_dataloader``, ``basicsr.utils.options.parse_options``) and every binding
+of it already made by ``from ... import`` (``basicsr.train``, ``basicsr.test``, ``basicsr``,
+``__main__``), so they work however the training script is started: ``erl-basicsr-train``, a
+downstream ``train.py`` calling ``train_pipeline``, or a vendored ``basicsr/train.py`` run as
+``__main__`` with ``import erl_losses.adapters.basicsr`` as its first import.
 
 Patches:
 
-1. ``torchvision.transforms.functional_tensor`` alias -- :func:`install_torchvision_alias`.
-   *Why:* basicsr 1.4.2 (``basicsr/data/degradations.py``, imported by ``import basicsr``)
-   imports ``torchvision.transforms.functional_tensor``; torchvision >= 0.17 renamed it
-   ``_functional_tensor``, so ``import basicsr`` fails. BasicSR's master fixed the import but no
-   release carries the fix.
-   *When:* only when importing ``torchvision.transforms.functional_tensor`` fails and
-   ``torchvision.transforms._functional_tensor`` exists; the alias is then registered in
-   ``sys.modules`` before the first basicsr import. With an old torchvision nothing happens.
+1. ``torchvision.transforms.functional_tensor`` alias -- :func:`install_torchvision_alias`
+   (:mod:`erl_losses.adapters.torchvision_alias`). *Why:* basicsr 1.4.2 imports that module,
+   which torchvision >= 0.17 renamed ``_functional_tensor``. *When:* only when the public module
+   is missing and the private one exists.
 
-2. CPU resume -- :func:`load_resume_state` replaces ``basicsr.train.load_resume_state``.
-   *Why:* basicsr's version loads the training state with
-   ``map_location=lambda storage, loc: storage.cuda(torch.cuda.current_device())``, which raises
-   on a machine without CUDA, so ``--auto_resume`` or ``path.resume_state`` cannot resume a
-   ``num_gpu: 0`` run.
-   *When:* the replacement finds the state file exactly as basicsr does and then delegates to
-   basicsr's own function whenever the run uses CUDA (``num_gpu != 0`` and CUDA available);
-   only CPU runs take the new path, which loads the state with ``map_location="cpu"`` and then
-   calls basicsr's ``check_resume`` as the original does.
+2. Resume -- :func:`load_resume_state` replaces ``load_resume_state`` in every loaded train
+   script: ``basicsr.train`` and, when ``basicsr/train.py`` runs as a script, ``__main__``
+   (rebound by the :func:`parse_options` wrapper, which ``train_pipeline`` calls first).
+   *Why:* basicsr's version maps the state to ``torch.cuda.current_device()``, which raises
+   without CUDA, so ``--auto_resume`` cannot resume a ``num_gpu: 0`` run; and a truncated latest
+   ``.state`` (a run killed while saving) stops ``--auto_resume`` with a zip error.
+   *What:* the state file is found by basicsr's rules, loaded with ``weights_only=True`` onto the
+   CPU (``num_gpu: 0`` or no CUDA) or the current CUDA device (as basicsr does); with
+   ``--auto_resume``, an unreadable state is skipped with a warning for the next-newest one.
 
-3. Mixed-exposure batches -- :func:`build_dataloader` replaces ``basicsr.train.build_dataloader``.
+3. Mixed-exposure batches -- :func:`build_dataloader` replaces ``basicsr.data.build_dataloader``.
    *Why:* ERL's relation term needs under- and over-exposed samples in the same mini-batch, and
    basicsr's loader only shuffles (a batch of 4 from MSEC's five levels is single-group about
-   15% of the time).
-   *When:* only for the ``train`` dataset of a non-distributed run whose options set
-   ``mixed_exposure: true`` (a key of the adapter's exposure datasets); the loader then uses
+   15% of the time). *When:* only for the ``train`` dataset of a non-distributed run whose
+   options set ``mixed_exposure: true``; the loader then uses
    :class:`erl_losses.data.MixedExposureBatchSampler` over the dataset's ``groups``. Every other
-   call goes to basicsr's function unchanged.
+   call goes to basicsr's function unchanged. A dataset with ``mixed_exposure: true`` whose
+   loader was NOT built here warns on its first item (see :mod:`.datasets`).
 
 4. Multi-process CPU (gloo) training -- :mod:`.distributed_compat`, applied by :func:`install`.
    *Why:* ``init_dist`` hard-codes ``torch.cuda.set_device`` and the nccl backend, and
-   ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP, so
-   ``--launcher pytorch`` cannot run on CPU.
-   *When:* only without CUDA (4a, ``_init_dist_pytorch`` joins the torchrun group with gloo) and
-   only for a distributed run whose model lives on the CPU (4b, DDP without ``device_ids``);
-   CUDA runs take basicsr's code. See that module for the details.
+   ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP.
+   *When:* only without CUDA / for a model on the CPU. See that module.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os.path as osp
+import pickle
 import sys
+import warnings
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-__all__ = ["build_dataloader", "install", "install_torchvision_alias", "load_resume_state"]
+from erl_losses.adapters.torchvision_alias import install_torchvision_alias
 
-_ALIAS = "torchvision.transforms.functional_tensor"
-_PRIVATE = "torchvision.transforms._functional_tensor"
+__all__ = [
+    "build_dataloader",
+    "install",
+    "install_torchvision_alias",
+    "is_installed",
+    "load_resume_state",
+    "parse_options",
+]
 
 #: basicsr's original functions, saved by :func:`install` before they are replaced.
 _ORIGINALS: dict[str, Callable[..., Any]] = {}
 
+#: What a truncated, empty or corrupt ``.state`` file raises from ``torch.load``.
+_UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError)
 
-def install_torchvision_alias() -> bool:
-    """Patch 1: aliases ``torchvision.transforms.functional_tensor`` when it is missing.
 
-    Returns:
-        ``True`` when the alias was installed by this call, ``False`` when nothing was needed
-        (the module exists, the alias is already there, or torchvision has neither module).
-    """
-    if _ALIAS in sys.modules:
-        return False
+def _state_iteration(name: str) -> float | None:
     try:
-        importlib.import_module(_ALIAS)
-        return False
-    except ImportError:
-        pass
-    try:
-        private = importlib.import_module(_PRIVATE)
-    except ImportError:
-        return False
-    sys.modules[_ALIAS] = private
-    return True
+        return float(name.split(".state")[0])
+    except ValueError:
+        return None
 
 
-def _resume_state_path(opt: dict[str, Any]) -> str | None:
-    """The state file basicsr's ``load_resume_state`` would resume from (same rules)."""
+def _resume_candidates(opt: dict[str, Any]) -> list[str]:
+    """The state files to resume from, newest first (basicsr's rules for which folder)."""
     from basicsr.utils import scandir
 
-    if opt.get("auto_resume"):
-        state_dir = opt["path"].get("training_states") or osp.join(
-            "experiments", opt["name"], "training_states"
-        )
-        if osp.isdir(state_dir):
-            states = list(scandir(state_dir, suffix="state", recursive=False, full_path=False))
-            if states:
-                latest = max(float(name.split(".state")[0]) for name in states)
-                path = osp.join(state_dir, f"{latest:.0f}.state")
-                opt["path"]["resume_state"] = path
-                return path
-        return None
-    return opt["path"].get("resume_state") or None
+    if not opt.get("auto_resume"):
+        path = opt["path"].get("resume_state")
+        return [path] if path else []
+    state_dir = opt["path"].get("training_states") or osp.join(
+        "experiments", opt["name"], "training_states"
+    )
+    if not osp.isdir(state_dir):
+        return []
+    names = scandir(state_dir, suffix="state", recursive=False, full_path=False)
+    iterations = sorted({it for it in map(_state_iteration, names) if it is not None}, reverse=True)
+    return [osp.join(state_dir, f"{it:.0f}.state") for it in iterations]
 
 
 def _uses_cuda(opt: dict[str, Any]) -> bool:
@@ -110,22 +101,42 @@ def _uses_cuda(opt: dict[str, Any]) -> bool:
 
 
 def load_resume_state(opt: dict[str, Any]) -> dict[str, Any] | None:
-    """Patch 2: basicsr's ``load_resume_state`` that also resumes on CPU.
+    """Patch 2: basicsr's ``load_resume_state``, on CPU too, past a truncated latest state.
 
-    CUDA runs go to basicsr's original; CPU runs (``num_gpu: 0`` or no CUDA) load the state with
-    ``map_location="cpu"``.
+    Sets ``opt['path']['resume_state']`` to the state used and calls basicsr's
+    ``check_resume`` (which points ``pretrain_network_g`` at the matching weights).
+
+    Raises:
+        RuntimeError: no readable state among the candidates (each one named with its error).
     """
     import torch
     from basicsr.utils import check_resume
 
-    if _uses_cuda(opt):
-        return _ORIGINALS["load_resume_state"](opt)
-    path = _resume_state_path(opt)
-    if path is None:
+    candidates = _resume_candidates(opt)
+    if not candidates:
         return None
-    state = torch.load(path, map_location="cpu")
-    check_resume(opt, state["iter"])
-    return state
+    device = f"cuda:{torch.cuda.current_device()}" if _uses_cuda(opt) else "cpu"
+    errors = []
+    for path in candidates:
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except _UNREADABLE as err:
+            first_line = (str(err).splitlines() or [""])[0]
+            errors.append(f"{path}: {type(err).__name__}: {first_line}")
+            if opt.get("auto_resume") and path != candidates[-1]:
+                warnings.warn(
+                    f"Skipping the unreadable training state {path} ({errors[-1]}); "
+                    "resuming from the previous one",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            continue
+        opt["path"]["resume_state"] = path
+        check_resume(opt, state["iter"])
+        return state
+    raise RuntimeError(
+        f"Expected a readable training state to resume from, got {'; '.join(errors)}"
+    )
 
 
 def build_dataloader(
@@ -151,6 +162,7 @@ def build_dataloader(
             "sampler is single-process), got `mixed_exposure: true` with a launcher"
         )
     import torch
+    from basicsr.utils import get_root_logger
 
     from erl_losses.data import MixedExposureBatchSampler
 
@@ -167,6 +179,12 @@ def build_dataloader(
         drop_last=True,
         seed=0 if seed is None else int(seed),
     )
+    dataset.mixed_sampler_active = True
+    get_root_logger().info(
+        f"Mixed-exposure batches for {dataset_opt.get('name', 'train')}: every batch of "
+        f"{batch_sampler.batch_size} holds under- and over-exposed samples "
+        "(erl_losses.data.MixedExposureBatchSampler)."
+    )
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batch_sampler,
@@ -176,18 +194,62 @@ def build_dataloader(
     )
 
 
+def parse_options(*args: Any, **kwargs: Any) -> Any:
+    """basicsr's ``parse_options`` (unchanged result), then :func:`_rebind` for the caller.
+
+    ``train_pipeline`` / ``test_pipeline`` call it first, when a ``basicsr/train.py`` run as
+    ``__main__`` has defined all its names: patch 2 reaches that script's own
+    ``load_resume_state`` here.
+    """
+    result = _ORIGINALS["parse_options"](*args, **kwargs)
+    _rebind()
+    return result
+
+
+_REPLACEMENTS: dict[str, Callable[..., Any]] = {
+    "build_dataloader": build_dataloader,
+    "parse_options": parse_options,
+}
+
+
+def _is_train_script(module: ModuleType) -> bool:
+    resume = getattr(module, "load_resume_state", None)
+    return (
+        callable(getattr(module, "train_pipeline", None))
+        and callable(resume)
+        and resume is not load_resume_state
+        and getattr(resume, "__module__", None) == module.__name__
+    )
+
+
+def _rebind() -> None:
+    """Replaces the originals wherever ``from ... import`` bound them, and patch 2 in every
+    loaded train script (``basicsr.train``; ``__main__`` when it is one)."""
+    for name, module in list(sys.modules.items()):
+        if not (name == "__main__" or name == "basicsr" or name.startswith("basicsr.")):
+            continue
+        if module is None:
+            continue
+        for attr, replacement in _REPLACEMENTS.items():
+            original = _ORIGINALS.get(attr)
+            if original is not None and getattr(module, attr, None) is original:
+                setattr(module, attr, replacement)
+        if _is_train_script(module):
+            module.load_resume_state = load_resume_state  # type: ignore[attr-defined]
+
+
 def install() -> None:
     """Applies patches 2-4 to the imported basicsr (idempotent; patch 1 must come earlier)."""
-    import basicsr.train as basicsr_train
+    import basicsr.data
+    import basicsr.utils.options
 
-    for name, replacement in (
-        ("load_resume_state", load_resume_state),
-        ("build_dataloader", build_dataloader),
-    ):
-        current = getattr(basicsr_train, name)
-        if current is not replacement:
+    sources = ((basicsr.data, "build_dataloader"), (basicsr.utils.options, "parse_options"))
+    for module, name in sources:
+        current = getattr(module, name)
+        if current is not _REPLACEMENTS[name]:
             _ORIGINALS.setdefault(name, current)
-            setattr(basicsr_train, name, replacement)
+            setattr(module, name, _REPLACEMENTS[name])
+    _rebind()
     # -- scale-out patches --
     from erl_losses.adapters.basicsr import distributed_compat
 
@@ -195,8 +257,13 @@ def install() -> None:
 
 
 def is_installed() -> bool:
-    """Whether :func:`install` has patched the imported basicsr."""
+    """Whether :func:`install` has patched the imported basicsr at every source."""
     if importlib.util.find_spec("basicsr") is None or "basicsr.train" not in sys.modules:
         return False
-    module = sys.modules["basicsr.train"]
-    return module.load_resume_state is load_resume_state
+    data = sys.modules.get("basicsr.data")
+    options = sys.modules.get("basicsr.utils.options")
+    return (
+        sys.modules["basicsr.train"].load_resume_state is load_resume_state
+        and getattr(data, "build_dataloader", None) is build_dataloader
+        and getattr(options, "parse_options", None) is parse_options
+    )

@@ -27,12 +27,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
-from erl_losses.adapters.basicsr._options import accepted_keys, check_keys, check_mapping
+from erl_losses.adapters._options import accepted_keys, check_keys, check_mapping
 
 __all__ = ["LOADER_KEYS", "MSECDataset", "SICEDataset", "SyntheticExposureDataset"]
 
@@ -62,6 +63,9 @@ class _ExposureDataset(Dataset):
 
     _own_keys: frozenset[str] = frozenset({"dataroot", "split", "gt_size", "augment", "levels"})
     _extra_keys: frozenset[str] = frozenset()
+    #: Set by the adapter's ``build_dataloader`` (compat patch 3) when its loader draws
+    #: mixed-exposure batches from this dataset.
+    mixed_sampler_active: bool = False
 
     def __init__(self, opt: dict[str, Any]) -> None:
         super().__init__()
@@ -76,6 +80,7 @@ class _ExposureDataset(Dataset):
             )
         self.opt = opt
         self.reader = self._build(Path(os.path.expanduser(str(opt["dataroot"]))), opt)
+        self._check_mixed = bool(opt.get("mixed_exposure"))
 
     def _reader_kwargs(self, opt: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -98,7 +103,24 @@ class _ExposureDataset(Dataset):
         return len(self.reader)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if self._check_mixed:
+            self._check_mixed = False
+            self._warn_unless_mixed()
         return self.reader[index]
+
+    def _warn_unless_mixed(self) -> None:
+        """``mixed_exposure: true`` but items are drawn by a loader the adapter did not build."""
+        if self.mixed_sampler_active:
+            return
+        warnings.warn(
+            f"`mixed_exposure: true` is set on dataset {self.opt.get('name', type(self).__name__)!r} "
+            f"(phase {self.opt.get('phase')!r}) but its batches are NOT mixed: only the train set "
+            "of a single-process run whose loader comes from the adapter's build_dataloader gets "
+            "the mixed-exposure sampler. Start with erl-basicsr-train, or import "
+            "erl_losses.adapters.basicsr before anything from basicsr in your train.py.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 class MSECDataset(_ExposureDataset):

@@ -51,7 +51,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import Tensor, nn
 
-from erl_losses.adapters.basicsr._options import check_keys, check_mapping
+from erl_losses.adapters._options import check_keys, check_mapping
 from erl_losses.adapters.basicsr.teacher import build_teacher
 
 __all__ = ["BCMPretextModel", "ERLModel", "erl_model_class"]

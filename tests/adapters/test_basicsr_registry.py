@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from basicsr.utils.registry import (
 
 import erl_losses
 import erl_losses.adapters.basicsr as adapter
-from erl_losses.adapters.basicsr import compat, models
+from erl_losses.adapters.basicsr import models
 from tests._helpers import TINY_BCM
 
 REGISTRIES = {
@@ -49,7 +48,7 @@ def test_every_name_is_registered_and_is_the_adapters() -> None:
     for kind, names in adapter.REGISTERED.items():
         for name in names:
             obj = REGISTRIES[kind].get(name)
-            assert obj.__module__.startswith("erl_losses.adapters.basicsr"), (kind, name)
+            assert obj.__module__.startswith("erl_losses.adapters."), (kind, name)
 
 
 def test_register_again_is_a_no_op() -> None:
@@ -78,18 +77,6 @@ def test_import_twice_in_a_fresh_interpreter() -> None:
     assert done.stdout.strip().endswith("ok")
 
 
-def test_alias_only_when_the_module_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    sentinel = object()
-    monkeypatch.setitem(sys.modules, "torchvision.transforms.functional_tensor", sentinel)
-    assert compat.install_torchvision_alias() is False
-    assert sys.modules["torchvision.transforms.functional_tensor"] is sentinel
-    monkeypatch.delitem(sys.modules, "torchvision.transforms.functional_tensor")
-    assert compat.install_torchvision_alias() is True
-    import torchvision.transforms._functional_tensor as private
-
-    assert sys.modules["torchvision.transforms.functional_tensor"] is private
-
-
 def test_no_name_clashes_with_basicsr_and_foreign_names_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -105,14 +92,6 @@ def test_no_name_clashes_with_basicsr_and_foreign_names_refused(
     monkeypatch.setitem(adapter._REGISTRIES, "loss", foreign)
     with pytest.raises(ValueError, match="'PhaseLoss' to be free"):
         adapter.register()
-
-
-def test_compat_patches_installed() -> None:
-    import basicsr.train
-
-    assert compat.is_installed()
-    assert basicsr.train.load_resume_state is compat.load_resume_state
-    assert basicsr.train.build_dataloader is compat.build_dataloader
 
 
 # -- unknown keys ------------------------------------------------------------------------------
@@ -147,7 +126,7 @@ def test_composite_rejects_unknown_keys_and_bad_parts() -> None:
         build_loss({"type": "ERLCompositeLoss", "base": {"type": "L1Loss"}, "relaton": {}})
     with pytest.raises(ValueError, match="Expected `base` of ERLCompositeLoss"):
         build_loss({"type": "ERLCompositeLoss", "relation": {}})
-    with pytest.raises(ValueError, match="name a registered BasicSR loss"):
+    with pytest.raises(ValueError, match="name its loss with `type:`"):
         build_loss({"type": "ERLCompositeLoss", "base": {"loss_weight": 1.0}})
     with pytest.raises(ValueError, match=r"relation\.type"):
         build_loss(
@@ -452,49 +431,6 @@ def test_erl_model_net_loss_refuses_gan_bases(tmp_path: Path) -> None:
         models.erl_model_class("SRGANModel")(
             {**_net_loss_opt(tmp_path), "base_model_type": "SRGANModel"}
         )
-
-
-def test_mixed_exposure_loader_mixes_every_batch(tmp_path: Path) -> None:
-    import basicsr.train
-    from basicsr.data import build_dataset
-
-    dataset = build_dataset(
-        {
-            "name": "syn",
-            "type": "SyntheticExposureDataset",
-            "phase": "train",
-            "dataroot": str(tmp_path / "syn"),
-            "split": "train",
-            "render": {"crop_size": 16, "crops_per_photo": 1},
-        }
-    )
-    assert (tmp_path / "syn" / "test" / "GT_IMAGES").is_dir()  # rendered on first use
-    opt = OrderedDict(
-        phase="train", batch_size_per_gpu=4, num_worker_per_gpu=0, mixed_exposure=True
-    )
-    loader = basicsr.train.build_dataloader(dataset, opt, num_gpu=0, dist=False, seed=0)
-    batches = list(loader)
-    assert batches and all(len(b["lq"]) == 4 for b in batches)
-    assert all({"under", "over"} <= set(b["group"]) for b in batches)
-
-
-def test_cpu_resume_patch_loads_to_cpu(tmp_path: Path) -> None:
-    states = tmp_path / "experiments" / "run" / "training_states"
-    states.mkdir(parents=True)
-    torch.save({"iter": 3, "epoch": 0, "optimizers": [], "schedulers": []}, states / "3.state")
-    torch.save({"iter": 7, "epoch": 1, "optimizers": [], "schedulers": []}, states / "7.state")
-    opt = {
-        "name": "run",
-        "num_gpu": 0,
-        "auto_resume": True,
-        "network_g": {},
-        "path": {"training_states": str(states), "models": str(tmp_path / "models")},
-    }
-    state = compat.load_resume_state(opt)
-    assert state is not None and state["iter"] == 7
-    assert opt["path"]["resume_state"].endswith("7.state")
-    assert opt["path"]["pretrain_network_g"].endswith("net_g_7.pth")
-    assert compat.load_resume_state({**opt, "auto_resume": False, "path": {}}) is None
 
 
 def test_core_options_pass_through_to_the_relation_loss() -> None:
