@@ -243,6 +243,8 @@ def fidelity_between_paths(
             f"Expected a local Inception weights file, got missing path {inception_weights} "
             "(torch-fidelity's inception-v3-compat weights; nothing is downloaded)"
         )
+    # Read (and vet) the Inception file before minutes of BCM feature extraction.
+    inception = None if inception_weights is None else inception_weights_buffer(inception_weights)
     register()
     cuda = str(device).startswith("cuda")
     common: dict[str, Any] = {
@@ -269,12 +271,12 @@ def fidelity_between_paths(
         "bcm_kid_mean": float(metrics["kernel_inception_distance_mean"]),
         "bcm_kid_std": float(metrics["kernel_inception_distance_std"]),
     }
-    if inception_weights is not None:
+    if inception is not None:
         metrics = torch_fidelity.calculate_metrics(
             input1=ImageFolderUInt8(paths1, 299),
             input2=ImageFolderUInt8(paths2, 299),
             feature_extractor="inception-v3-compat",
-            feature_extractor_weights_path=inception_weights_buffer(inception_weights),
+            feature_extractor_weights_path=inception,
             **common,
         )
         out.update(

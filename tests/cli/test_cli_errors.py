@@ -99,6 +99,7 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_in_weights_is_refused_not_run(images, tmp_path, capsys):
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pth"
