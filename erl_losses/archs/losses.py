@@ -288,7 +288,8 @@ class DRBNLoss(_SSIMWindow):
     blurred), there is no L1 term, and the release's ``-SSIM`` differs from ``1 - SSIM`` only by
     a constant. The distillation term (DRBN-ENC's MSEC fine-tuning, weight 0.1) compares the
     first unit's ENC features with those of a frozen teacher run on ``gt``; it is added only when
-    ``teacher_aux`` is given.
+    ``teacher_aux`` is given, and needs ``DRBN_ENC(variant="msec")`` (the SICE variant returns no
+    ENC features, as released).
 
     Call ``loss(pred, aux, gt)`` or ``loss.compute(net, lq, gt, teacher=None)``; add ERL's term as
     ``L + 0.1 * relation(pred, gt)``. Returns a scalar; 0 when every scale equals the GT.

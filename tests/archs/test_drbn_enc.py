@@ -107,12 +107,14 @@ def test_same_parameter_count_and_state_dict_keys() -> None:
     }
 
 
-def test_sice_returns_only_the_three_scales() -> None:
-    x = torch.rand(1, 3, 12, 12)
+def test_sice_returns_only_the_three_scales_at_any_size() -> None:
+    x = torch.rand(1, 3, 13, 11)
     with torch.no_grad():
-        _, sice_aux = DRBN_ENC(num_units=1, variant="sice")(x, return_aux=True)
+        pred, sice_aux = DRBN_ENC(num_units=2, variant="sice")(x, return_aux=True)
         _, msec_aux = DRBN_ENC(num_units=1)(x, return_aux=True)
     assert sorted(sice_aux) == ["half", "quarter"]  # DRBNIN3 returns (res1, res2, res4)
+    assert pred.shape == x.shape and pred.min() >= 0 and pred.max() <= 1
+    assert sice_aux["half"].shape[-2:] == (7, 6) and sice_aux["quarter"].shape[-2:] == (4, 3)
     assert sorted(msec_aux) == ["enc_feat", "half", "inst_feat", "quarter"]
 
 
