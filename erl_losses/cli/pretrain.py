@@ -109,7 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue from OUT/checkpoint.safetensors"
     )
     runs.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier run's files in OUT"
+        "--overwrite",
+        action="store_true",
+        help="replace the files an earlier run left in OUT that this run writes",
     )
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--log-every", type=int, default=10)

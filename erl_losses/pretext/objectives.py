@@ -6,10 +6,10 @@ keyword receives the :class:`~erl_losses.pretext.PretextRecipe` (e.g. for ``phas
 
 Built in (paper table 2): ``"phase"`` (eq. 3, the paper's), ``"l1"`` (pixel L1 ablation) and
 ``"none"`` (no stage 2: ``t_e`` keeps its seeded random initialisation). A new objective is a new
-module ``erl_losses/pretext/objective_<name>.py`` that calls :func:`register_objective` at import;
-such modules are imported by :func:`objective_names` and :func:`get_objective`, so the recipe,
-``erl pretrain --pretext`` and the BasicSR pretext model all see it. This module imports no torch
-at import time (``erl --help`` lists the names without it).
+module ``erl_losses/pretext/objective_<name>.py`` that calls ``register_objective("<name>", ...)``
+at import: :func:`objective_names` lists it from the file name (without importing it, so
+``erl --help`` never imports torch) and :func:`get_objective` imports it on first use, so the
+recipe, ``erl pretrain --pretext`` and the BasicSR pretext model all see it.
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ class Objective:
 
 
 _REGISTRY: dict[str, Objective] = {}
-_discovered = False
 
 
 def register_objective(
@@ -84,30 +83,31 @@ def register_objective(
     return objective
 
 
-def _discover() -> None:
-    """Imports every ``objective_*`` module of this package once (they register themselves)."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
+def _extension_names() -> list[str]:
+    """Names of the ``objective_<name>`` modules of this package, found without importing them
+    (so listing the names never imports torch, whatever those modules import)."""
     from erl_losses import pretext
 
-    for info in sorted(pkgutil.iter_modules(pretext.__path__), key=lambda m: m.name):
-        if info.name.startswith("objective_"):
-            importlib.import_module(f"{pretext.__name__}.{info.name}")
+    prefix = "objective_"
+    return [
+        info.name[len(prefix) :]
+        for info in sorted(pkgutil.iter_modules(pretext.__path__), key=lambda m: m.name)
+        if info.name.startswith(prefix)
+    ]
 
 
 def objective_names() -> tuple[str, ...]:
-    """The registered names, built-ins first."""
-    _discover()
-    return tuple(_REGISTRY)
+    """The registered names and those of the ``objective_<name>`` modules, built-ins first."""
+    return tuple(dict.fromkeys([*_REGISTRY, *_extension_names()]))
 
 
 def get_objective(name: str) -> Objective:
-    """The objective registered as ``name``; an unknown name lists the known ones."""
-    _discover()
+    """The objective ``name``, importing ``objective_<name>`` on first use; an unknown name lists
+    the known ones."""
+    if name not in _REGISTRY and name in _extension_names():
+        importlib.import_module(f"erl_losses.pretext.objective_{name}")
     if name not in _REGISTRY:
-        raise ValueError(f"Expected `pretext` to be one of {list(_REGISTRY)}, got {name!r}")
+        raise ValueError(f"Expected `pretext` to be one of {list(objective_names())}, got {name!r}")
     return _REGISTRY[name]
 
 

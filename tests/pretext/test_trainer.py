@@ -1,4 +1,4 @@
-"""The two-stage pretext trainer and ``erl pretrain``."""
+"""The two-stage pretext trainer (erl_losses.pretext.pretrain_bcm) and ``erl pretrain``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -14,9 +13,7 @@ from safetensors.torch import load_file
 from erl_losses import BatchCorrelationModule
 from erl_losses.cli import main
 from erl_losses.pretext import (
-    FolderImages,
     PretextRecipe,
-    RandomCrops,
     evaluate_bcm,
     pretrain_bcm,
     random_relation,
@@ -24,25 +21,7 @@ from erl_losses.pretext import (
 )
 from erl_losses.zoo import Manifest, WeightSpec, load_bcm
 from tests._helpers import TINY_SAVED_BCM as TINY
-
-
-class NoiseImages:
-    """An in-memory image source: smooth random colour images (fast, no photo loading)."""
-
-    def __init__(self, count: int = 3, size: int = 40) -> None:
-        gen = torch.Generator().manual_seed(123)
-        low = torch.rand(count, 3, 5, 5, generator=gen)
-        smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear")
-        self.images = [(img * 255).round().to(torch.uint8) for img in smooth]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def get(self, index: int, crop: int) -> torch.Tensor:
-        return self.images[index]
-
-    def provenance(self) -> dict[str, str]:
-        return {"kind": "test-noise"}
+from tests.data.test_images import NoiseImages, write_image_folder
 
 
 def _recipe(**kw: object) -> PretextRecipe:
@@ -203,15 +182,6 @@ def test_stage1_from_reuses_another_runs_auto_encoder(tmp_path):
         _run(tmp_path / "x", _recipe(), stage1_from=stage1)
 
 
-def test_random_crops_are_seeded():
-    a = RandomCrops(NoiseImages(), seed=3).sample(4, 16)
-    b = RandomCrops(NoiseImages(), seed=3).sample(4, 16)
-    c = RandomCrops(NoiseImages(), seed=4).sample(4, 16)
-    assert a.shape == (4, 3, 16, 16) and a.dtype == torch.float32
-    assert float(a.min()) >= 0 and float(a.max()) <= 1
-    assert torch.equal(a, b) and not torch.equal(a, c)
-
-
 def test_evaluate_bcm_on_explicit_batches():
     torch.manual_seed(0)
     bcm = BatchCorrelationModule(**TINY)
@@ -252,35 +222,9 @@ def test_recipe_round_trip():
         PretextRecipe.from_dict({**recipe.to_dict(), "lr": 1})
 
 
-def _write_folder(folder: Path, count: int = 3) -> Path:
-    from PIL import Image
-
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (30 + i, 44, 3), dtype=np.uint8)).save(
-            folder / f"img{i}.png"
-        )
-    (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
-def test_folder_images(tmp_path):
-    images = FolderImages(_write_folder(tmp_path / "gt"), max_side=32)
-    assert len(images) == 3
-    image = images.get(0, 20)
-    assert image.dtype == torch.uint8 and image.shape[0] == 3 and max(image.shape[1:]) == 32
-    assert images.get(0, 40).shape[1] >= 40  # upscaled to hold a crop
-    assert images.provenance()["num_images"] == 3
-    with pytest.raises(ValueError, match="image files"):
-        FolderImages(_write_folder(tmp_path / "empty", count=0))
-    with pytest.raises(FileNotFoundError, match="directory"):
-        FolderImages(tmp_path / "nope")
-
-
 @pytest.mark.slow
 def test_cli_pretrain_and_resume(tmp_path, capsys):
-    images = _write_folder(tmp_path / "gt")
+    images = write_image_folder(tmp_path / "gt")
     out = tmp_path / "cli"
     argv = [
         "pretrain", "--images", str(images), "--out", str(out), "--name", "cli-bcm",
