@@ -28,22 +28,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from erl_losses._validation import check_positive_int
 from erl_losses.data.io import (
     IMAGE_EXTENSIONS,
-    format_names,
     image_to_float,
     list_images,
     read_image,
 )
-from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of, split_level
+from erl_losses.data.layouts import dataset_pairs
+from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of
 
 __all__ = ["IMAGE_EXTENSIONS", "MSECDataset", "SICEDataset", "list_images", "read_image"]
-
-_SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
-    "train": ("train", "training"),
-    "valid": ("valid", "validation", "val"),
-    "test": ("test", "testing"),
-}
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -57,8 +52,8 @@ class _PairedExposureDataset(Dataset):
     def __init__(
         self, pairs: list[tuple[Path, Path, str]], crop: int | None, augment: bool
     ) -> None:
-        if crop is not None and (not isinstance(crop, int) or crop < 1):
-            raise ValueError(f"Expected crop to be None or an int >= 1, got {crop!r}")
+        if crop is not None:
+            check_positive_int(crop, "crop")
         if not pairs:
             raise ValueError("Expected at least one input/GT pair, got none")
         self.pairs = pairs
@@ -112,21 +107,9 @@ class _PairedExposureDataset(Dataset):
         }
 
 
-def _resolve_split(root: Path, split: str | None) -> Path:
-    if split is None:
-        return root
-    if split not in _SPLIT_FOLDERS:
-        raise ValueError(f"Expected split in {[*_SPLIT_FOLDERS, None]}, got {split!r}")
-    for name in _SPLIT_FOLDERS[split]:
-        if (root / name).is_dir():
-            return root / name
-    raise FileNotFoundError(
-        f"Expected one of {list(_SPLIT_FOLDERS[split])} under {root} for split {split!r}, got none"
-    )
-
-
 class MSECDataset(_PairedExposureDataset):
-    """MSEC (Afifi et al., CVPR 2021) layout, also written by :func:`~erl_losses.data.render_dataset`.
+    """MSEC (Afifi et al., CVPR 2021) layout, also written by :func:`~erl_losses.data.render_dataset`
+    (the rules live in :mod:`erl_losses.data.layouts`).
 
     ``<root>/<split>/INPUT_IMAGES/<scene>_<level>.<ext>`` paired with
     ``<root>/<split>/GT_IMAGES/<scene>.<ext>``; ``<level>`` in ``N1.5, N1, 0, P1, P1.5`` and the
@@ -159,50 +142,13 @@ class MSECDataset(_PairedExposureDataset):
         levels: Sequence[str] = MSEC_LEVELS,
         expert: str = "c",
     ) -> None:
-        unknown = [level for level in levels if level not in MSEC_LEVELS]
-        if unknown:
-            raise ValueError(f"Expected levels from {list(MSEC_LEVELS)}, got {unknown}")
-        if expert not in "abcde" or len(expert) != 1:
+        if not isinstance(expert, str) or len(expert) != 1 or expert not in "abcde":
             raise ValueError(f"Expected expert to be one of 'a'..'e', got {expert!r}")
-        base = _resolve_split(Path(root), split)
-        input_dir = base / "INPUT_IMAGES"
-        gt_dir = base / "GT_IMAGES"
-        if not gt_dir.is_dir() and (base / f"expert_{expert}_testing_set").is_dir():
-            gt_dir = base / f"expert_{expert}_testing_set"
-        if not gt_dir.is_dir():
-            raise FileNotFoundError(
-                f"Expected a GT folder GT_IMAGES or expert_{expert}_testing_set in {base}, got none"
-            )
-        inputs = list_images(input_dir)
-        targets = list_images(gt_dir)
-        pairs: list[tuple[Path, Path, str]] = []
-        unparsed: list[str] = []
-        missing: list[str] = []
-        for stem, path in inputs.items():
-            parsed = split_level(stem)
-            if parsed is None:
-                unparsed.append(path.name)
-                continue
-            scene, level = parsed
-            if level not in levels:
-                continue
-            if scene not in targets:
-                missing.append(f"{path.name} -> {scene}.*")
-                continue
-            pairs.append((path, targets[scene], level))
-        if unparsed:
-            raise ValueError(
-                f"Expected input names <scene>_<level> with level in {list(MSEC_LEVELS)} in "
-                f"{input_dir}, got {len(unparsed)} others: {format_names(unparsed)}"
-            )
-        if missing:
-            raise ValueError(
-                f"Expected a GT image in {gt_dir} for every input, got {len(missing)} missing: "
-                f"{format_names(missing)}"
-            )
-        self.root = base
-        self.input_dir = input_dir
-        self.gt_dir = gt_dir
+        layout = dataset_pairs(root, "msec", split, levels=levels, expert=expert)
+        self.root = layout.base
+        self.input_dir = layout.input_dir
+        self.gt_dir = layout.gt_dir
+        pairs = [(pair.input, pair.gt, pair.level) for pair in layout.pairs]
         super().__init__(pairs, crop, augment)
 
 
@@ -233,28 +179,8 @@ class SICEDataset(_PairedExposureDataset):
         augment: bool = False,
         levels: Sequence[str] = SICE_LEVELS,
     ) -> None:
-        unknown = [level for level in levels if level not in SICE_LEVELS]
-        if unknown:
-            raise ValueError(f"Expected levels from {list(SICE_LEVELS)}, got {unknown}")
-        root = Path(root)
-        if (root / "SICEV2").is_dir():
-            root = root / "SICEV2"
-        base = _resolve_split(root, split)
-        gt_dir = base / "mid"
-        targets = list_images(gt_dir)
-        pairs: list[tuple[Path, Path, str]] = []
-        missing: list[str] = []
-        for level in levels:
-            for stem, path in list_images(base / level).items():
-                if stem not in targets:
-                    missing.append(f"{level}/{path.name}")
-                    continue
-                pairs.append((path, targets[stem], level))
-        if missing:
-            raise ValueError(
-                f"Expected a GT image in {gt_dir} for every input, got {len(missing)} missing: "
-                f"{format_names(missing)}"
-            )
-        self.root = base
-        self.gt_dir = gt_dir
+        layout = dataset_pairs(root, "sice", split, levels=levels)
+        self.root = layout.base
+        self.gt_dir = layout.gt_dir
+        pairs = [(pair.input, pair.gt, pair.level) for pair in layout.pairs]
         super().__init__(pairs, crop, augment)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from erl_losses.data.datasets import MSECDataset, SICEDataset
 from erl_losses.data.io import format_names, image_to_float, missing_files, read_image, write_png
+from erl_losses.data.layouts import check_protocol
 
 __all__ = [
     "NetRun",
@@ -213,15 +214,10 @@ class NetRun:
 
 
 def _open_dataset(data_dir: Path, protocol: str, split: str) -> MSECDataset | SICEDataset:
-    if protocol == "msec":
-        if (data_dir / "INPUT_IMAGES").is_dir():
-            return MSECDataset(data_dir, split=None)
+    # A split folder (holding INPUT_IMAGES / mid) is recognised whatever `split` says.
+    if check_protocol(protocol) == "msec":
         return MSECDataset(data_dir, split=split)
-    if protocol == "sice":
-        if (data_dir / "mid").is_dir():
-            return SICEDataset(data_dir, split=None)
-        return SICEDataset(data_dir, split=split)
-    raise ValueError(f"Expected protocol 'msec' or 'sice', got {protocol!r}")
+    return SICEDataset(data_dir, split=split)
 
 
 def run_net_on_dataset(

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from erl_losses.data.datasets import list_images, read_image
-from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of, split_level
+from erl_losses.data.io import image_to_uint8, read_image
+from erl_losses.data.layouts import check_protocol, find_gt_dir, leveled_images, pair_with_gt
+from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of
 from erl_losses.evaluation.metrics import metric_backend, psnr_uint8, ssim_uint8
 
 __all__ = ["EvaluationReport", "ImageScore", "RowSummary", "evaluate_folders", "pair_folders"]
@@ -180,19 +181,6 @@ class EvaluationReport:
         return text
 
 
-def _list_missing(items: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-
-def _resolve_gt_dir(gt_dir: Path, protocol: str) -> Path:
-    candidates = ("GT_IMAGES", "expert_c_testing_set") if protocol == "msec" else ("mid",)
-    for name in candidates:
-        if (gt_dir / name).is_dir():
-            return gt_dir / name
-    return gt_dir
-
-
 def pair_folders(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -200,7 +188,7 @@ def pair_folders(
     *,
     strict: bool = True,
 ) -> list[tuple[Path, Path, str, str]]:
-    """Pairs predictions with GT images.
+    """Pairs predictions with GT images (the rules: :mod:`erl_losses.data.layouts`).
 
     MSEC: ``<pred_dir>/<scene>_<level>.<ext>`` with ``<gt_dir>/<scene>.<ext>``. SICE: either
     ``<pred_dir>/{low,over}/<id>.<ext>`` or a flat ``<pred_dir>/<id>_{low,over}.<ext>`` with
@@ -211,63 +199,19 @@ def pair_folders(
         strict: also require a prediction for every (GT scene, protocol level).
 
     Returns:
-        ``[(pred_path, gt_path, scene, level)]`` sorted by prediction name.
+        ``[(pred_path, gt_path, scene, level)]`` sorted by prediction path.
 
     Raises:
         ValueError: unrecognised prediction names, predictions without GT, and (``strict``)
             GT scenes lacking predictions; each problem is listed.
         FileNotFoundError: a folder does not exist.
     """
-    if protocol not in ("msec", "sice"):
-        raise ValueError(f"Expected protocol 'msec' or 'sice', got {protocol!r}")
-    pred_dir, gt_dir = Path(pred_dir), _resolve_gt_dir(Path(gt_dir), protocol)
-    levels = MSEC_LEVELS if protocol == "msec" else SICE_LEVELS
-    targets = list_images(gt_dir)
-    preds: list[tuple[Path, str, str]] = []
-    unparsed: list[str] = []
-    if protocol == "sice" and any((pred_dir / level).is_dir() for level in levels):
-        for level in levels:
-            if (pred_dir / level).is_dir():
-                preds += [(p, stem, level) for stem, p in list_images(pred_dir / level).items()]
-    else:
-        for stem, path in list_images(pred_dir).items():
-            parsed = split_level(stem, levels)
-            if parsed is None:
-                unparsed.append(path.name)
-            else:
-                preds.append((path, *parsed))
-    problems: list[str] = []
-    if unparsed:
-        problems.append(
-            f"Expected prediction names <scene>_<level> with level in {list(levels)}, got "
-            f"{len(unparsed)} others: {_list_missing(unparsed)}"
-        )
-    no_gt = [f"{p.name} -> {scene}.*" for p, scene, _ in preds if scene not in targets]
-    if no_gt:
-        problems.append(
-            f"Expected a GT image in {gt_dir} for every prediction, got {len(no_gt)} missing: "
-            f"{_list_missing(no_gt)}"
-        )
-    if strict:
-        have = {(scene, level) for _, scene, level in preds}
-        no_pred = [
-            f"{scene}_{level}"
-            for scene in sorted(targets)
-            for level in levels
-            if (scene, level) not in have
-        ]
-        if no_pred:
-            problems.append(
-                f"Expected a prediction in {pred_dir} for every GT image and level, got "
-                f"{len(no_pred)} missing: {_list_missing(no_pred)} (strict=False / --partial "
-                f"evaluates only the predictions present)"
-            )
-    if problems:
-        raise ValueError("; ".join(problems))
-    if not preds:
-        raise ValueError(f"Expected predictions in {pred_dir}, got none")
-    pairs = [(p, targets[scene], scene, level) for p, scene, level in preds]
-    return sorted(pairs, key=lambda item: str(item[0]))
+    check_protocol(protocol)
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    gt_dir = find_gt_dir(gt_dir, protocol) or gt_dir
+    items, unparsed = leveled_images(pred_dir, protocol)
+    pairs = pair_with_gt(items, unparsed, gt_dir, protocol, what="prediction", strict=strict)
+    return [tuple(pair) for pair in pairs]  # type: ignore[misc]
 
 
 def evaluate_folders(
@@ -291,7 +235,8 @@ def evaluate_folders(
     resolved = metric_backend(backend)
     scores: list[ImageScore] = []
     for pred_path, gt_path, scene, level in pairs:
-        pred, gt = read_image(pred_path), read_image(gt_path)
+        # The protocol is 8-bit (MAX = 255): 16-bit files are quantised as tensor2img would.
+        pred, gt = image_to_uint8(read_image(pred_path)), image_to_uint8(read_image(gt_path))
         if pred.shape != gt.shape:
             raise ValueError(
                 f"Expected prediction {pred_path.name} to have its GT's size {gt.shape[:2]}, got "

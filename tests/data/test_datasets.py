@@ -147,7 +147,9 @@ def test_sice_dataset(tmp_path: Path) -> None:
 
 def test_sice_missing_mid_is_listed(tmp_path: Path) -> None:
     _sice(tmp_path, missing_mid=(38,))
-    with pytest.raises(ValueError, match=r"got 2 missing: low/38.JPG, over/38.JPG"):
+    with pytest.raises(
+        ValueError, match=r"got 2 missing: low/38\.JPG -> 38\.\*, over/38\.JPG -> 38\.\*"
+    ):
         SICEDataset(tmp_path, "train")
 
 
@@ -159,3 +161,23 @@ def test_dataloader_with_the_mixed_sampler(rendered: Path) -> None:
     for batch in batches:
         assert batch["lq"].shape == (3, 3, 16, 16)
         assert set(batch["group"]) == {"under", "over"}
+
+
+def test_16bit_grey_and_colour_inputs_read_as_their_values(tmp_path: Path) -> None:
+    """Issue 13.6: a 16-bit PNG used to read as pure white (grey) or lose its low byte."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(5)
+    gt = _random_image(rng, 16, 16)
+    _write(tmp_path / "train" / "GT_IMAGES" / "s.png", gt)
+    colour = rng.integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    (tmp_path / "train" / "INPUT_IMAGES").mkdir()
+    assert cv2.imwrite(str(tmp_path / "train" / "INPUT_IMAGES" / "s_N1.png"), colour[..., ::-1])
+    grey = rng.integers(0, 65536, (16, 16), dtype=np.uint16)
+    Image.fromarray(grey).save(tmp_path / "train" / "INPUT_IMAGES" / "s_P1.png")
+    ds = MSECDataset(tmp_path, "train")
+    by_level = {ds[i]["level"]: ds[i]["lq"] for i in range(len(ds))}
+    expected_colour = torch.from_numpy(colour.astype(np.float32) / 65535).permute(2, 0, 1)
+    torch.testing.assert_close(by_level["N1"], expected_colour, rtol=0, atol=1e-6)
+    expected_grey = torch.from_numpy(grey.astype(np.float32) / 65535).expand(3, -1, -1)
+    torch.testing.assert_close(by_level["P1"], expected_grey, rtol=0, atol=1e-6)
+    assert float(by_level["P1"].min()) < 0.1  # not white

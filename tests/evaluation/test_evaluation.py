@@ -348,3 +348,15 @@ def test_fidelity_errors(tmp_path: Path) -> None:
             paths, paths, bcm=BatchCorrelationModule(**TINY_BCM), size=16,
             inception_weights=tmp_path / "pt_inception.pth",
         )  # fmt: skip
+
+
+def test_16bit_predictions_are_scored_at_their_values(tmp_path: Path) -> None:
+    """Issue 13.6: a 16-bit grey prediction equal to its 8-bit GT scores as identical."""
+    rng = np.random.default_rng(6)
+    grey8 = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    _write(tmp_path / "gt" / "s.png", np.repeat(grey8[..., None], 3, axis=2))
+    (tmp_path / "pred").mkdir()
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "pred" / "s_N1.png")
+    report = evaluate_folders(tmp_path / "pred", tmp_path / "gt", strict=False)
+    assert report.images[0].psnr == float("inf")
+    assert report.images[0].ssim == pytest.approx(1.0)
