@@ -15,7 +15,7 @@ from torch import nn
 
 from erl_losses.data.levels import group_of
 from erl_losses.data.pairs import PairBank
-from erl_losses.evaluation.metrics import metric_backend, psnr_uint8, ssim_uint8
+from erl_losses.evaluation.metrics import backend_label, metric_backend, psnr_uint8, ssim_uint8
 from erl_losses.evaluation.protocol import EvaluationReport, ImageScore
 
 __all__ = ["TABLE_GROUPS", "evaluate_bank", "format_table", "group_rows", "level_table"]
@@ -99,7 +99,8 @@ def format_table(rows: Rows, *, delta: bool = True) -> str:
 
 
 def level_table(reports: Mapping[str, EvaluationReport]) -> str:
-    """PSNR (dB) per exposure level (columns) for each report (rows, by method), as markdown."""
+    """PSNR (dB) per exposure level (columns) for each report (rows, by method), as markdown,
+    followed by the line naming the metric backend (with its version)."""
     levels = list(next(iter(reports.values())).by_level())
     lines = [
         "| PSNR per level | " + " | ".join(f"EV {level}" for level in levels) + " |",
@@ -109,4 +110,6 @@ def level_table(reports: Mapping[str, EvaluationReport]) -> str:
         by_level = report.by_level()
         cells = " | ".join(f"{by_level[level].psnr:.2f}" for level in levels)
         lines.append(f"| {report.method} | {cells} |")
+    backends = sorted({backend_label(report.backend) for report in reports.values()})
+    lines += ["", f"PSNR/SSIM computed with {' and '.join(backends)}."]
     return "\n".join(lines)
