@@ -160,7 +160,9 @@ def test_erl_model_logs_relation_separately(tmp_path: Path, synthetic: Path) -> 
     assert all(float(rel) > 0 for _, rel in lines)
     assert re.search(r"# psnr: \d+\.\d+", log)
     # The checkpoint is the plain net's: no BCM weights leak into it.
-    state = torch.load(exp / "models" / "net_g_latest.pth", map_location="cpu")["params"]
+    state = torch.load(exp / "models" / "net_g_latest.pth", map_location="cpu", weights_only=True)[
+        "params"
+    ]
     assert not any(k.startswith(("f_e", "t_e", "_bcm")) for k in state)
 
 
@@ -217,8 +219,12 @@ def test_bcm_pretext_model_runs_both_stages(tmp_path: Path, synthetic: Path) -> 
     assert re.search(r"# psnr: \d+\.\d+", log)
     # Stage 2 (iterations 3-4) trains only t_e and W's F'-reading half: the auto-encoder saved
     # at the end of stage 1 (iteration 2) is intact.
-    stage1 = torch.load(exp / "models" / "net_g_2.pth", map_location="cpu")["params"]
-    final = torch.load(exp / "models" / "net_g_latest.pth", map_location="cpu")["params"]
+    stage1 = torch.load(exp / "models" / "net_g_2.pth", map_location="cpu", weights_only=True)[
+        "params"
+    ]
+    final = torch.load(exp / "models" / "net_g_latest.pth", map_location="cpu", weights_only=True)[
+        "params"
+    ]
     half = final["fuse.weight"].shape[1] // 2
     for key, value in stage1.items():
         if key.startswith(("f_e.", "f_d_head.", "f_d_tail.")) or key == "fuse.bias":

@@ -125,7 +125,7 @@ def test_paper_option_file_trains_two_cpu_steps(
     assert (teacher is not None) == (teacher_path is not None)
     if teacher is not None:
         assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-        saved = torch.load(weights, map_location="cpu")["params"]
+        saved = torch.load(weights, map_location="cpu", weights_only=True)["params"]
         for key, value in teacher.state_dict().items():
             torch.testing.assert_close(value, saved[key], rtol=0, atol=0)
 
@@ -187,7 +187,7 @@ def test_teacher_adds_the_distillation_term_on_the_gt(tmp_path: Path) -> None:
     model = build_model(opt)
     student = copy.deepcopy(model.net_g)
     teacher = DRBN_ENC(num_units=1)
-    teacher.load_state_dict(torch.load(weights, map_location="cpu")["params"])
+    teacher.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["params"])
     lq, gt = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     model.feed_data({"lq": lq, "gt": gt})
     model.optimize_parameters(1)
@@ -260,6 +260,8 @@ def test_drbn_enc_msec_two_stages(roots: dict[str, Path], tmp_path: Path) -> Non
     # Loaded twice: the warm start of net_g and the frozen teacher.
     assert len(re.findall(rf"Loading DRBN_ENC model from {re.escape(weights)}", log2)) == 2
     assert len(re.findall(r"l_net: \S+ l_relation: \S+", log2)) == 2
-    final = torch.load(tmp_path / "experiments/DRBN_ENC_erl_MSEC/models/net_g_latest.pth")
-    stage1 = torch.load(tmp_path / weights)
+    final = torch.load(
+        tmp_path / "experiments/DRBN_ENC_erl_MSEC/models/net_g_latest.pth", weights_only=True
+    )
+    stage1 = torch.load(tmp_path / weights, weights_only=True)
     assert set(final["params"]) == set(stage1["params"])  # the teacher is not saved with net_g

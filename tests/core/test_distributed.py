@@ -68,7 +68,7 @@ def _ddp_grads(sizes: tuple[int, ...], rank: int, l1_weight: float, seed: int) -
     from torch.nn.parallel import DistributedDataParallel
 
     net = _net()
-    net.load_state_dict(torch.load(os.environ["ERL_TEST_DIR"] + "/net.pt"))
+    net.load_state_dict(torch.load(os.environ["ERL_TEST_DIR"] + "/net.pt", weights_only=True))
     ddp = DistributedDataParallel(net)
     relation = SampleRelationLoss(_loaded_bcm(), gather=True)
     x, gt = _batch(sum(sizes), seed)
@@ -81,7 +81,9 @@ def _ddp_grads(sizes: tuple[int, ...], rank: int, l1_weight: float, seed: int) -
 
 def _loaded_bcm(grid: int = 4) -> BatchCorrelationModule:
     bcm = _bcm(grid)
-    bcm.load_state_dict(torch.load(os.environ["ERL_TEST_DIR"] + f"/bcm{grid}.pt"))
+    bcm.load_state_dict(
+        torch.load(os.environ["ERL_TEST_DIR"] + f"/bcm{grid}.pt", weights_only=True)
+    )
     return bcm.requires_grad_(False).eval()
 
 
@@ -170,7 +172,7 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
             pytest.fail("a rank did not finish within 120 s")
     for proc, log in zip(procs, logs, strict=True):
         assert proc.returncode == 0, log[-4000:]
-    return [torch.load(Path(out) / f"rank{r}.pt") for r in range(WORLD)]
+    return [torch.load(Path(out) / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 def _single(sizes: tuple[int, ...], reduction: str = "mean") -> tuple[Tensor, Tensor]:
