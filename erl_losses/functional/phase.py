@@ -60,15 +60,7 @@ def rfft_column_weights(width: int, device: torch.device | None = None) -> Tenso
     return weights
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_column_weights(width: int, device: torch.device) -> Tensor:
-    # Constants built once per (size, device): on a GPU the loss is launch-bound, and building
-    # them anew took as long as the FFTs.
-    return rfft_column_weights(width, device=device)
-
-
-@functools.lru_cache(maxsize=64)
-def _real_bins(height: int, width: int, device: torch.device) -> Tensor:
+def real_bins_mask(height: int, width: int, device: torch.device | None = None) -> Tensor:
     """Mask ``(H, W // 2 + 1)`` of the self-conjugate bins of a real image's ``rfft2``.
 
     These bins (DC and the Nyquist row/column) are real: their phase is 0 or pi, and the sign of
@@ -82,16 +74,29 @@ def _real_bins(height: int, width: int, device: torch.device) -> Tensor:
     return mask
 
 
-def _spectrum_parts(x: Tensor) -> tuple[Tensor, Tensor]:
+# Constants built once per (size, device): on a GPU the loss is launch-bound, and building them
+# anew took as long as the FFTs.
+_cached_column_weights = functools.lru_cache(maxsize=64)(rfft_column_weights)
+_cached_real_bins = functools.lru_cache(maxsize=64)(real_bins_mask)
+
+
+def _constants(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Column weights and real-bin mask: cached in eager mode; built inline under
+    ``torch.compile``, which folds them into the graph (and warns about traced caches)."""
+    if torch.compiler.is_compiling():
+        return rfft_column_weights(width, device), real_bins_mask(height, width, device)
+    return _cached_column_weights(width, device), _cached_real_bins(height, width, device)
+
+
+def _spectrum_parts(x: Tensor, real_bins: Tensor) -> tuple[Tensor, Tensor]:
     """Real and imaginary parts of the orthonormal ``rfft2`` of a real batch, both contiguous,
-    with the self-conjugate bins made exactly real.
+    with the self-conjugate bins (``real_bins``) made exactly real.
 
     One copy into contiguous planes: ``atan2`` and the element-wise arithmetic on the strided
     ``.real``/``.imag`` views of a complex tensor take a slow path (about 6x slower on CPU).
     """
     spec = torch.fft.rfft2(x, norm="ortho")
     parts = torch.view_as_real(spec).movedim(-1, 0).contiguous()
-    real_bins = _real_bins(x.shape[-2], x.shape[-1], x.device)
     return parts[0], parts[1].masked_fill(real_bins, 0.0)
 
 
@@ -155,9 +160,9 @@ def phase_loss(
 
     height, width = pred.shape[-2:]
     with torch.autocast(device_type=pred.device.type, enabled=False):
-        p_re, p_im = _spectrum_parts(pred.float())
-        t_re, t_im = _spectrum_parts(target.float())
-        columns = _cached_column_weights(width, p_re.device)
+        columns, real_bins = _constants(height, width, pred.device)
+        p_re, p_im = _spectrum_parts(pred.float(), real_bins)
+        t_re, t_im = _spectrum_parts(target.float(), real_bins)
         eps2 = _PAPER_EPS2 if mode == "paper" else amp_floor**4
         if not target.requires_grad and fused_phase_setting() != "off":
             # One autograd node for the element-wise part (compiled on CUDA): same value and
