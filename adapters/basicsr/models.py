@@ -292,9 +292,10 @@ class BCMPretextModel(SRModel):
       auto-encoder (``reconstruct(x, relation=False)``, L1 loss) with ``optim_g``.
     * the remaining iterations up to ``total_iter`` freeze ``f_e``/``f_d`` and train ``t_e`` and
       ``W`` (``reconstruct(x, relation=True)``) with ``optim_stage2`` (default: ``optim_g``) and
-      the ``pretext`` loss: ``phase`` (paper eq. 3, ``phase_mode: paper | wrapped``) or ``l1``;
-      ``pretext: none`` (the table-2 ablation) trains stage 1 for the whole run and leaves
-      ``t_e`` random.
+      the ``pretext`` loss: ``phase`` (paper eq. 3, ``phase_mode: paper | wrapped``), ``l1``,
+      or any other objective of :func:`erl_losses.pretext.objective_names` (called without a
+      recipe); ``pretext: none`` (the table-2 ablation) trains stage 1 for the whole run and
+      leaves ``t_e`` random.
     * ``stage2_fuse``: ``relation`` (default, as :class:`erl_losses.pretext.PretextRecipe`):
       stage 2 trains only the half of ``W`` that reads ``F'``, so ``reconstruct(x,
       relation=False)`` stays exactly the stage-1 auto-encoder; ``all``: the whole ``W``.
@@ -346,11 +347,13 @@ class BCMPretextModel(SRModel):
         self.net_g.train()
         self.ema_decay = 0
         self.cri_stage1 = build_loss({"type": "L1Loss", "loss_weight": 1.0}).to(self.device)
-        if self.pretext == "phase":
-            stage2 = {"type": "PhaseLoss", "mode": train_opt.get("phase_mode", "paper")}
-        else:
-            stage2 = {"type": "L1Loss", "loss_weight": 1.0}
-        self.cri_stage2 = build_loss(stage2).to(self.device)
+        self.cri_stage2 = None  # another registered objective computes its own loss
+        if self.pretext in ("phase", "l1"):
+            if self.pretext == "phase":
+                stage2 = {"type": "PhaseLoss", "mode": train_opt.get("phase_mode", "paper")}
+            else:
+                stage2 = {"type": "L1Loss", "loss_weight": 1.0}
+            self.cri_stage2 = build_loss(stage2).to(self.device)
         self.setup_optimizers()
         self.setup_schedulers()
 
@@ -393,8 +396,13 @@ class BCMPretextModel(SRModel):
         optimizer.zero_grad()
         bcm = self.get_bare_model(self.net_g)
         self.output = bcm.reconstruct(self.gt, relation=stage == 2)
-        criterion = self.cri_stage1 if stage == 1 else self.cri_stage2
-        loss = criterion(self.output, self.gt)
+        if stage == 2 and self.cri_stage2 is None:
+            from erl_losses.pretext import get_objective
+
+            loss = get_objective(self.pretext).loss(bcm, self.gt)
+        else:
+            criterion = self.cri_stage1 if stage == 1 else self.cri_stage2
+            loss = criterion(self.output, self.gt)
         loss.backward()
         bcm.mask_pretext_grad(stage, fuse_relation_only=self.stage2_fuse == "relation")
         if self.opt.get("dist"):

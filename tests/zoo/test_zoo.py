@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import http.server
 import json
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +122,10 @@ def test_download_good_file_is_verified_cached_and_loadable(tmp_path, weights, s
     assert path == zoo.cache_dir / FILE
     assert path.read_bytes() == weights
     assert _cache_files(zoo) == [FILE]
+    umask = os.umask(0)
+    os.umask(umask)
+    # the umask's mode (0644 under umask 022), not mkstemp's 0600: a shared cache stays readable
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     bcm = zoo.load_bcm("tiny")
     assert bcm.config == TINY
     assert not bcm.training
