@@ -64,13 +64,15 @@ def _grad_loss(
     return loss.detach(), pred.grad
 
 
-def _ddp_grads(sizes: tuple[int, ...], rank: int, l1_weight: float, seed: int) -> list[Tensor]:
+def _ddp_grads(
+    sizes: tuple[int, ...], rank: int, l1_weight: float, seed: int, cuda_graphs: bool = False
+) -> list[Tensor]:
     from torch.nn.parallel import DistributedDataParallel
 
     net = _net()
     net.load_state_dict(torch.load(os.environ["ERL_TEST_DIR"] + "/net.pt", weights_only=True))
     ddp = DistributedDataParallel(net)
-    relation = SampleRelationLoss(_loaded_bcm(), gather=True)
+    relation = SampleRelationLoss(_loaded_bcm(), gather=True, cuda_graphs=cuda_graphs)
     x, gt = _batch(sum(sizes), seed)
     x, gt = x[_rows(sizes, rank)], gt[_rows(sizes, rank)]
     out = ddp(x)
@@ -131,6 +133,8 @@ def _rank_main(rank: int, out_dir: str) -> None:
 
     res["ddp_even_l1"] = _ddp_grads(EVEN, rank, l1_weight=1.0, seed=12)
     res["ddp_uneven"] = _ddp_grads(UNEVEN, rank, l1_weight=0.0, seed=13)
+    # cuda_graphs=True on CPU: the graphed stand-in serves the gathered path eagerly.
+    res["ddp_even_graphs"] = _ddp_grads(EVEN, rank, l1_weight=1.0, seed=12, cuda_graphs=True)
 
     # Ranks whose BCMs disagree on the token width: a clear error on every rank, not a hang.
     other = _loaded_bcm(grid=2 if rank else 4)
@@ -227,6 +231,7 @@ def test_without_gather_each_rank_relates_its_own_batch(
 @pytest.mark.parametrize(("key", "sizes", "l1_weight", "seed"), [
     ("ddp_even_l1", EVEN, 1.0, 12),
     ("ddp_uneven", UNEVEN, 0.0, 13),
+    ("ddp_even_graphs", EVEN, 1.0, 12),
 ])  # fmt: skip
 def test_ddp_averaged_gradient_equals_single_process(
     ranks: list[dict[str, Any]], key: str, sizes: tuple[int, ...], l1_weight: float, seed: int
