@@ -16,9 +16,8 @@ from erl_losses.cli import main
 from erl_losses.pretext import read_metadata
 from erl_losses.pretext.rundir import LOCK_NAME, check_output_name, run_lock
 from erl_losses.training import warmup_cosine_factor
-from tests._helpers import TINY_SAVED_BCM as TINY
 from tests.data.test_images import write_image_folder
-from tests.pretext.test_trainer import _equal, _recipe, _run
+from tests.pretext.test_trainer import _equal, _recipe, _run, cli_argv
 
 
 def _snapshot(folder):  # type: ignore[no-untyped-def]
@@ -53,11 +52,7 @@ def test_overwrite_replaces_the_run_only_once_the_inputs_are_good(tmp_path):
 
 def test_cli_rerun_names_both_flags(tmp_path, capsys):
     images = write_image_folder(tmp_path / "gt")
-    argv = [
-        "pretrain", "--images", str(images), "--out", str(tmp_path / "o"), "--no-progress",
-        "--bcm-config", json.dumps(TINY), "--stage1-steps", "1", "--stage2-steps", "1",
-        "--stage1-batch-size", "2", "--batch-size", "2", "--crop-size", "16", "--no-eval",
-    ]  # fmt: skip
+    argv = [*cli_argv(images, tmp_path / "o", stage1_steps=1, stage2_steps=1), "--no-eval"]
     assert main(argv) == 0
     capsys.readouterr()
     assert main(argv) == 2
@@ -152,11 +147,7 @@ def test_ctrl_c_in_the_cli_exits_130_and_says_where_the_checkpoint_is(
     monkeypatch.setattr(stages, "_stage_loss", loss_then_interrupt)
     images = write_image_folder(tmp_path / "gt")
     out = tmp_path / "o"
-    argv = [
-        "pretrain", "--images", str(images), "--out", str(out), "--no-progress", "--no-eval",
-        "--bcm-config", json.dumps(TINY), "--stage1-steps", "3", "--stage2-steps", "1",
-        "--stage1-batch-size", "2", "--batch-size", "2", "--crop-size", "16",
-    ]  # fmt: skip
+    argv = [*cli_argv(images, out, stage1_steps=3, stage2_steps=1), "--no-eval"]
     assert main(argv) == 130
     assert "checkpoint.safetensors" in capsys.readouterr().err
     assert json.loads(read_metadata(out / "checkpoint.safetensors")["state"])["global_step"] == 2

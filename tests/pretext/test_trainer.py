@@ -49,6 +49,16 @@ def _run(out: Path, recipe: PretextRecipe | None = None, **kw: object):  # type:
     )
 
 
+def cli_argv(images: Path, out: Path, *, stage1_steps: int, stage2_steps: int) -> list[str]:
+    """``erl pretrain`` arguments of a tiny run on an image folder."""
+    return [
+        "pretrain", "--images", str(images), "--out", str(out), "--no-progress",
+        "--bcm-config", json.dumps(TINY), "--stage1-steps", str(stage1_steps),
+        "--stage2-steps", str(stage2_steps), "--stage1-batch-size", "2", "--batch-size", "2",
+        "--crop-size", "16",
+    ]  # fmt: skip
+
+
 def _group(bcm: BatchCorrelationModule, prefix: str) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in bcm.state_dict().items() if k.startswith(prefix)}
 
@@ -227,10 +237,8 @@ def test_cli_pretrain_and_resume(tmp_path, capsys):
     images = write_image_folder(tmp_path / "gt")
     out = tmp_path / "cli"
     argv = [
-        "pretrain", "--images", str(images), "--out", str(out), "--name", "cli-bcm",
-        "--bcm-config", json.dumps(TINY), "--stage1-steps", "3", "--stage2-steps", "2",
-        "--stage1-batch-size", "2", "--batch-size", "2", "--crop-size", "16",
-        "--checkpoint-every", "2", "--no-progress", "--eval-batches", "1",
+        *cli_argv(images, out, stage1_steps=3, stage2_steps=2), "--name", "cli-bcm",
+        "--checkpoint-every", "2", "--eval-batches", "1",
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
