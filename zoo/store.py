@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,9 +69,14 @@ def home_dir() -> Path:
     env = os.environ.get("ERL_LOSSES_HOME")
     if env:
         return Path(env).expanduser()
-    from torch.hub import get_dir
+    if "torch" in sys.modules:  # honours torch.hub.set_dir(), which needs torch imported
+        from torch.hub import get_dir
 
-    return Path(get_dir()) / "erl-losses"
+        return Path(get_dir()) / "erl-losses"
+    # torch.hub.get_dir()'s own rule, without importing torch (`erl zoo list` stays torch-free).
+    cache = os.environ.get("XDG_CACHE_HOME", "~/.cache")
+    torch_home = os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))
+    return Path(torch_home).expanduser() / "hub" / "erl-losses"
 
 
 def is_offline() -> bool:
