@@ -74,10 +74,19 @@ class RunState:
 
 @dataclass(frozen=True)
 class StageOptions:
+    """How the step loop reports: checkpoint and log intervals (steps), progress bars, a
+    ``callback(global_step, stage, loss)`` after each step."""
+
     checkpoint_every: int
     log_every: int
     progress: bool
     callback: Callable[[int, int, float], None] | None
+
+    def __post_init__(self) -> None:
+        from erl_losses._validation import check_positive_int
+
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
+        check_positive_int(self.log_every, "log_every")
 
 
 class _StopRequest:

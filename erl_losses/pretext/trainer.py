@@ -23,7 +23,6 @@ import torch
 
 from erl_losses._files import atomic_path, file_sha256
 from erl_losses._runtime import machine_description, resolve_device
-from erl_losses._validation import check_positive_int
 from erl_losses._version import __version__
 from erl_losses.data.images import FolderImages, PhotoImages, RandomCrops
 from erl_losses.modules.bcm import BatchCorrelationModule
@@ -252,13 +251,9 @@ def pretrain_bcm(
 ) -> PretrainResult:
     """Runs the two-stage pretext training of a BCM and writes a zoo-ready weights file.
 
-    Files written in ``out_dir``: ``checkpoint.safetensors`` (every ``checkpoint_every`` steps,
-    at each stage end and on Ctrl-C), ``stage1.safetensors`` (the auto-encoder with the seeded
-    random ``t_e``: the ``"none"`` variant), ``log.csv``, ``<name>-v<version>.safetensors``
-    (final weights; config, recipe, data provenance and metrics in the metadata),
-    ``<name>.manifest.json`` (a manifest entry for :mod:`erl_losses.zoo`) and ``<name>.md``
-    (model-card draft). Every file is written through a unique temporary file, and a lock file
-    refuses a second run into the same folder while this one is alive.
+    Writes in ``out_dir`` (each file atomically; a lock refuses a second run into the folder):
+    ``checkpoint.safetensors``, ``stage1.safetensors`` (the ``"none"`` variant), ``log.csv``,
+    ``<name>-v<version>.safetensors``, ``<name>.manifest.json`` and ``<name>.md`` (model card).
 
     Args:
         recipe: the training recipe.
@@ -288,8 +283,6 @@ def pretrain_bcm(
         KeyboardInterrupt: on Ctrl-C, after the checkpoint of the last finished step is saved.
     """
     files = RunDir(Path(out_dir), default_name(recipe) if name is None else name, version)
-    check_positive_int(checkpoint_every, "checkpoint_every")
-    check_positive_int(log_every, "log_every")
     if stage1_from is not None and recipe.stage1_steps:
         raise ValueError(
             "Expected `stage1_steps=0` with `stage1_from` (stage 1 comes from the file), got "
