@@ -256,5 +256,7 @@ def test_cli_pretrain_and_resume(tmp_path, capsys):
         load_bcm(out / "cli-bcm-v1.safetensors").t_e.in_proj.weight, bcm.t_e.in_proj.weight
     )
     # a user error is one line on stderr, exit code 2
-    assert main(["pretrain", "--images", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["pretrain", "--images", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    )
     assert "directory" in capsys.readouterr().err

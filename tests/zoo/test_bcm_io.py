@@ -182,4 +182,6 @@ def test_cli_verify_prints_sha256_and_fails_on_a_nan_file(saved, capsys):
 
 def test_cli_verify_names_the_registered_entry():
     path = zoo.fetch(zoo.default_name())
-    assert zoo.verify(path)[0].message == f"sha256 matches the registered entry {zoo.default_name()!r}"
+    assert (
+        zoo.verify(path)[0].message == f"sha256 matches the registered entry {zoo.default_name()!r}"
+    )
