@@ -10,7 +10,22 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["install_hint", "require"]
+__all__ = ["MODULE_EXTRAS", "explain_import_error", "install_hint", "require"]
+
+#: Top-level optional module -> the extra that installs it (pyproject.toml's optional deps).
+MODULE_EXTRAS: dict[str, str] = {
+    "numpy": "data",
+    "PIL": "data",
+    "skimage": "data",
+    "sklearn": "data",
+    "matplotlib": "data",
+    "cv2": "data",
+    "torch_fidelity": "fidelity",
+    "basicsr": "basicsr",
+    "torchvision": "basicsr",
+    "yaml": "basicsr",
+    "scipy": "dev",
+}
 
 
 def install_hint(extra: str) -> str:
@@ -36,3 +51,15 @@ def require(module: str, extra: str) -> ModuleType:
             f"Expected the optional package {module!r} (extra {extra!r}): {install_hint(extra)}, "
             f"got {type(err).__name__}: {err}"
         ) from err
+
+
+def explain_import_error(err: ImportError) -> str:
+    """One line for an import failure: the message plus the install line of the extra that
+    provides the missing module, when it is one of :data:`MODULE_EXTRAS` (messages from
+    :func:`require` already name it)."""
+    text = " ".join(str(err).split())
+    root = (getattr(err, "name", None) or "").split(".")[0]
+    if root in MODULE_EXTRAS and "pip install" not in text:
+        extra = MODULE_EXTRAS[root]
+        text = f"{text} (the optional package of extra {extra!r}: {install_hint(extra)})"
+    return text

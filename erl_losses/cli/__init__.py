@@ -44,6 +44,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(err: BaseException) -> str:
+    if isinstance(err, ImportError):
+        from erl_losses._extras import explain_import_error
+
+        return explain_import_error(err)
     text = " ".join(str(err).split()) or type(err).__name__
     filename = getattr(err, "filename", None)
     if isinstance(err, OSError) and filename and str(filename) not in text:

@@ -3,6 +3,7 @@ Ctrl-C exits 130; nothing is written over an input; `erl --help` runs without to
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -170,33 +171,64 @@ def test_bugs_keep_their_traceback(weights, images, tmp_path, monkeypatch):
         main(_enhance(weights, str(images[0]), "--out", str(tmp_path / "o")))
 
 
-_BLOCK_TORCH = textwrap.dedent(
+_BLOCKED_RUN = textwrap.dedent(
     """
+    import os
     import sys
 
-    class BlockTorch:
+    BLOCKED = os.environ["ERL_TEST_BLOCK"]
+
+    class Block:
         def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked by the test")
+            if name == BLOCKED or name.startswith(BLOCKED + "."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
 
-    sys.meta_path.insert(0, BlockTorch())
+    sys.meta_path.insert(0, Block())
     from erl_losses.cli import main
 
     code = main(sys.argv[1:])
-    assert "torch" not in sys.modules
+    assert BLOCKED not in sys.modules
     sys.exit(code)
     """
 )
 
 
+def _run_without(module: str, argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ERL_TEST_BLOCK": module}
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKED_RUN, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["zoo", "list"], ["eval", "--help"]])
 def test_cli_starts_without_torch(argv):
-    result = subprocess.run(
-        [sys.executable, "-c", _BLOCK_TORCH, *argv], capture_output=True, text=True, timeout=120
-    )
+    result = _run_without("torch", argv)
     assert result.returncode == 0, result.stderr
-    assert "usage" in result.stdout or "default" in result.stdout or result.stdout
+    assert result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["render", "--out", "{tmp}/set"],
+        ["eval", "--pred", "{tmp}", "--gt", "{tmp}"],
+        ["enhance", "{tmp}/x.png", "--net", "ECLNet", "--weights", "{tmp}/w.pt", "--out", "{tmp}"],
+    ],
+)
+def test_missing_data_extra_names_the_install_line(argv, tmp_path):
+    result = _run_without("numpy", [arg.format(tmp=tmp_path) for arg in argv])
+    assert result.returncode == 2, result.stderr
+    err = result.stderr.strip()
+    # torch itself may warn "Failed to initialize NumPy" when it is imported; ours is one line.
+    assert "Traceback" not in err, err
+    ours = [line for line in err.splitlines() if line.startswith("erl ")]
+    assert len(ours) == 1 and ours == err.splitlines()[-1:], err
+    assert 'pip install "erl-losses[data]"' in ours[0]
 
 
 def test_import_erl_losses_is_lazy_and_complete():

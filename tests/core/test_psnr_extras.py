@@ -40,3 +40,25 @@ def test_require_names_the_extra():
     assert require("math", "data") is math
     with pytest.raises(ImportError, match=r'pip install "erl-losses\[data\]"'):
         require("erl_losses_no_such_module", "data")
+
+
+def test_every_mapped_module_belongs_to_a_declared_extra():
+    import tomllib
+    from pathlib import Path
+
+    from erl_losses._extras import MODULE_EXTRAS
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    assert set(MODULE_EXTRAS.values()) <= set(extras)
+
+
+def test_explain_import_error_adds_the_install_line_once():
+    from erl_losses._extras import explain_import_error
+
+    err = ModuleNotFoundError("No module named 'skimage'", name="skimage")
+    assert explain_import_error(err).endswith('pip install "erl-losses[data]")')
+    with pytest.raises(ImportError) as info:
+        require("erl_losses_no_such_module", "fidelity")
+    assert explain_import_error(info.value).count("pip install") == 1
+    assert explain_import_error(ImportError("other")) == "other"
