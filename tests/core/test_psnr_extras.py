@@ -43,8 +43,9 @@ def test_require_names_the_extra():
 
 
 def test_every_mapped_module_belongs_to_a_declared_extra():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from erl_losses._extras import MODULE_EXTRAS
 
