@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from erl_losses._extras import require
+from erl_losses._validation import check_positive_int
 
 torch_fidelity = require("torch_fidelity", "fidelity")
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
@@ -167,8 +168,8 @@ class ImageFolderUInt8(Dataset):
     def __init__(self, paths: Sequence[str | Path], size: int = 128) -> None:
         if not paths:
             raise ValueError("Expected at least one image, got none")
-        if size < 8:
-            raise ValueError(f"Expected size >= 8, got {size}")
+        if check_positive_int(size, "size") < 8:
+            raise ValueError(f"Expected `size` >= 8, got {size}")
         self.paths = [Path(p) for p in paths]
         self.size = size
 
@@ -243,6 +244,7 @@ def fidelity_between_paths(
             f"Expected a local Inception weights file, got missing path {inception_weights} "
             "(torch-fidelity's inception-v3-compat weights; nothing is downloaded)"
         )
+    check_positive_int(batch_size, "batch_size")
     # Read (and vet) the Inception file before minutes of BCM feature extraction.
     inception = None if inception_weights is None else inception_weights_buffer(inception_weights)
     register()
