@@ -123,6 +123,15 @@ def test_unavailable_device_is_one_line(weights, images, tmp_path, capsys):
     _one_line_error(capsys, "tpu")
 
 
+def test_absent_cuda_index_is_one_line(weights, images, tmp_path, monkeypatch, capsys):
+    # A one-GPU machine, simulated: cuda:7 must be refused before anything runs on it.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    argv = _enhance(weights, str(images[0]), "--out", str(tmp_path / "o"), "--device", "cuda:7")
+    assert main(argv) == 2
+    _one_line_error(capsys, "cuda:7", "1 visible")
+
+
 def test_eval_checks_outputs_before_the_work(tmp_path, images, capsys):
     pred = tmp_path / "pred"
     gt = tmp_path / "gt"
