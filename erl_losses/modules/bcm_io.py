@@ -245,5 +245,6 @@ def load_bcm(
         bcm = BatchCorrelationModule(**config)
     # assign=True takes the loaded tensors as the parameters: no second, random-initialised copy
     # (and no draw from the global RNG, which a fresh module would consume).
-    bcm.load_state_dict(tensors, strict=True, assign=True)
+    dtype = torch.get_default_dtype()  # a half-precision file still gives a float32 module
+    bcm.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=True, assign=True)
     return bcm.requires_grad_(True).eval()

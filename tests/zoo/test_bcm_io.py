@@ -42,6 +42,12 @@ def test_round_trip_same_outputs_and_metadata(saved):
     assert meta["format"] == WEIGHTS_FORMAT and json.loads(meta["recipe"]) == {"seed": 3}
 
 
+def test_a_half_precision_file_loads_as_float32(saved):
+    tensors = {k: v.half() for k, v in load_bcm(saved).state_dict().items()}
+    bcm = load_bcm(_write(saved.parent / "half.safetensors", tensors, TINY))
+    assert all(p.dtype == torch.float32 for p in bcm.parameters())
+
+
 def test_loading_does_not_draw_from_the_global_rng(saved):
     torch.manual_seed(1)
     expected = torch.rand(3)
