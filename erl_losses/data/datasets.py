@@ -35,7 +35,7 @@ from erl_losses.data.io import (
     list_images,
     read_image,
 )
-from erl_losses.data.layouts import dataset_pairs
+from erl_losses.data.layouts import DatasetLayout, dataset_pairs
 from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of
 
 __all__ = ["IMAGE_EXTENSIONS", "MSECDataset", "SICEDataset", "list_images", "read_image"]
@@ -49,14 +49,14 @@ def _to_tensor(array: np.ndarray) -> torch.Tensor:
 class _PairedExposureDataset(Dataset):
     """Shared loading, cropping and augmentation of ``(lq_path, gt_path, level)`` pairs."""
 
-    def __init__(
-        self, pairs: list[tuple[Path, Path, str]], crop: int | None, augment: bool
-    ) -> None:
+    def __init__(self, layout: DatasetLayout, crop: int | None, augment: bool) -> None:
         if crop is not None:
             check_positive_int(crop, "crop")
-        if not pairs:
-            raise ValueError("Expected at least one input/GT pair, got none")
-        self.pairs = pairs
+        self.root = layout.base
+        self.input_dir = layout.input_dir
+        self.gt_dir = layout.gt_dir
+        #: ``(input_path, gt_path, level)`` of every item, in index order.
+        self.pairs: list[tuple[Path, Path, str]] = [(p.input, p.gt, p.level) for p in layout.pairs]
         self.crop = crop
         self.augment = bool(augment)
 
@@ -145,11 +145,7 @@ class MSECDataset(_PairedExposureDataset):
         if not isinstance(expert, str) or len(expert) != 1 or expert not in "abcde":
             raise ValueError(f"Expected expert to be one of 'a'..'e', got {expert!r}")
         layout = dataset_pairs(root, "msec", split, levels=levels, expert=expert)
-        self.root = layout.base
-        self.input_dir = layout.input_dir
-        self.gt_dir = layout.gt_dir
-        pairs = [(pair.input, pair.gt, pair.level) for pair in layout.pairs]
-        super().__init__(pairs, crop, augment)
+        super().__init__(layout, crop, augment)
 
 
 class SICEDataset(_PairedExposureDataset):
@@ -179,8 +175,4 @@ class SICEDataset(_PairedExposureDataset):
         augment: bool = False,
         levels: Sequence[str] = SICE_LEVELS,
     ) -> None:
-        layout = dataset_pairs(root, "sice", split, levels=levels)
-        self.root = layout.base
-        self.gt_dir = layout.gt_dir
-        pairs = [(pair.input, pair.gt, pair.level) for pair in layout.pairs]
-        super().__init__(pairs, crop, augment)
+        super().__init__(dataset_pairs(root, "sice", split, levels=levels), crop, augment)
