@@ -307,34 +307,6 @@ class BatchCorrelationModule(nn.Module):
             feat = self.fuse.weight.shape[1] // 2  # W reads cat([F, F']): the first half is F
             self.fuse.weight.grad[:, :feat] = 0
 
-    def pretext_parameters(self, stage: int, *, fuse_relation_only: bool = True) -> list[nn.Parameter]:
-        """Makes only what pretext ``stage`` trains require grad, and returns those parameters.
-
-        Stage 1 (auto-encoder): ``f_e``, ``W`` and ``f_d``. Stage 2: ``t_e`` and ``W``; with
-        ``fuse_relation_only`` only the half of ``W`` that reads ``F'`` learns (its bias is
-        left out here, its ``F``-reading half is masked by :meth:`mask_pretext_grad`), so
-        ``reconstruct(x, relation=False)`` stays exactly the stage-1 auto-encoder.
-        """
-        if stage not in (1, 2):
-            raise ValueError(f"Expected `stage` to be 1 or 2, got {stage!r}")
-        self.requires_grad_(False)
-        params = self.encoder_decoder_parameters() if stage == 1 else self.relation_parameters()
-        if stage == 2 and fuse_relation_only and self.fuse.bias is not None:
-            params = [p for p in params if p is not self.fuse.bias]
-        for param in params:
-            param.requires_grad_(True)
-        return params
-
-    def mask_pretext_grad(self, stage: int, *, fuse_relation_only: bool = True) -> None:
-        """After ``backward()``: zeroes the gradient of ``W``'s ``F``-reading half in stage 2.
-
-        Adam without weight decay turns an always-zero gradient into an exactly zero update, so
-        those weights keep their stage-1 values bit for bit.
-        """
-        if stage == 2 and fuse_relation_only and self.fuse.weight.grad is not None:
-            feat = self.fuse.weight.shape[1] // 2  # W reads cat([F, F']): the first half is F
-            self.fuse.weight.grad[:, :feat] = 0
-
     # -- the relation path ----------------------------------------------------------------------
     def _check(self, x: Tensor, name: str = "x") -> Tensor:
         check_image(x, name, channels=self.in_channels, min_size=self.min_size)
