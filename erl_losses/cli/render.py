@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from erl_losses.data.render import RenderedSet
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the images of an existing set"
     )
+    parser.add_argument(
+        "--preview",
+        default=None,
+        metavar="IMAGE",
+        help="also write a preview grid: one row per scene (up to 3 of the last split written), "
+        "columns N1.5, N1, 0, P1, P1.5 and GT (.png or .jpg)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -43,6 +54,24 @@ def format_psnr_table(psnr_by_level: dict[str, list[float]]) -> str:
             f"| {level} | {v.mean():.2f} | {sd:.2f} | {v.min():.2f} | {v.max():.2f} | {v.size} |"
         )
     return "\n".join(lines)
+
+
+def write_preview(result: RenderedSet, path: str, rows: int = 3) -> None:
+    """Writes a grid of the last split's first ``rows`` scenes: the five inputs, then the GT."""
+    import numpy as np
+    from PIL import Image
+
+    from erl_losses.data.io import read_image
+
+    split = list(result.stems)[-1]
+    folder = result.root / split
+    grid = []
+    for stem in result.stems[split][:rows]:
+        images = [read_image(folder / "INPUT_IMAGES" / f"{stem}_{lv}.png") for lv in result.levels]
+        images.append(read_image(folder / "GT_IMAGES" / f"{stem}.png"))
+        padded = [np.pad(im, ((2, 2), (2, 2), (0, 0)), constant_values=255) for im in images]
+        grid.append(np.concatenate(padded, axis=1))
+    Image.fromarray(np.concatenate(grid, axis=0)).save(path, quality=90)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,4 +94,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print("\ninput PSNR vs GT (dB, 8-bit), all splits written:")
     print(format_psnr_table(result.psnr_by_level()))
+    if args.preview:
+        write_preview(result, args.preview)
+        print(f"preview: {args.preview}")
     return 0

@@ -267,3 +267,15 @@ def test_render_dataset_errors(tmp_path) -> None:
         render_dataset(tmp_path / "y", crop_size=400, test_photos=["chelsea"], split="test")
     with pytest.raises(ValueError, match="Expected crop_size"):
         render_dataset(tmp_path / "z", crop_size=2)
+
+
+def test_preview_grid_has_a_row_per_scene_and_a_column_per_level_plus_gt(tmp_path) -> None:
+    from erl_losses.cli.render import format_psnr_table, write_preview
+
+    result = _render_small(tmp_path)
+    write_preview(result, str(tmp_path / "preview.png"))
+    with Image.open(tmp_path / "preview.png") as image:
+        assert image.size == (6 * 36, 2 * 36)  # 32 px scenes with a 2 px border; 2 test scenes
+    table = format_psnr_table(result.psnr_by_level())
+    assert table.count("\n") == 1 + len(MSEC_LEVELS)
+    assert "| 0 |" in table
