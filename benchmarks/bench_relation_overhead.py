@@ -83,11 +83,14 @@ def make_batch(size: int, device: torch.device | str, seed: int = 0) -> tuple[Te
     return (gt * gains).clamp(0, 1).to(device), gt.to(device)
 
 
-def make_relation(work_size: int | None, device: torch.device | str, seed: int = 0):
+def make_relation(
+    work_size: int | None, device: torch.device | str, seed: int = 0, cuda_graphs: bool = False
+) -> SampleRelationLoss:
     """A :class:`SampleRelationLoss` around a seeded BCM (random weights: cost does not depend
-    on the values)."""
+    on the values); ``cuda_graphs`` replays the BCM from CUDA graphs (eager on a CPU)."""
     torch.manual_seed(seed)
-    return SampleRelationLoss(BatchCorrelationModule(work_size=work_size)).to(device)
+    bcm = BatchCorrelationModule(work_size=work_size)
+    return SampleRelationLoss(bcm, cuda_graphs=cuda_graphs).to(device)
 
 
 # -- workloads ----------------------------------------------------------------------------------

@@ -1,19 +1,23 @@
 """Runs every performance benchmark in ONE process and writes the ratios to RESULTS.md.
 
-    python benchmarks/run_perf.py                 # CPU, about 4 min on a quiet 2-core machine
-    python benchmarks/run_perf.py --device cuda   # + bf16 autocast variant, max_memory_allocated
+    python benchmarks/run_perf.py                 # CPU, about 5 min on a quiet 2-core machine
+    python benchmarks/run_perf.py --device cuda   # the GPU sections: + bf16 autocast, CUDA graphs
 
 Measurements (see README.md for the methodology):
 
-* PhaseLoss, forward + backward, batch 4 x 3 x S x S: the library's ``rfft2`` implementation vs an
-  independent full-``fft2`` reference of eq. 3 (values and gradients checked equal first).
+* PhaseLoss, forward + backward, batch 4 x 3 x S x S: the library's ``rfft2`` implementation
+  (fused element-wise node, and unfused) vs an independent full-``fft2`` reference of eq. 3
+  (values and gradients checked equal first).
 * One training step (forward + backward + Adam) of FECNet (~0.15M parameters), batch 4:
-  ``L1`` vs ``L1 + 0.1 * relation`` with the BCM at several ``work_size``; and the relation term
-  alone (the whole extra work of an ERL step) at every ``work_size``.
+  ``L1`` vs ``L1 + 0.1 * relation`` with the BCM at several ``work_size``, with and without CUDA
+  graphs; and the relation term alone (the whole extra work of an ERL step).
+* The cold start of ``SampleRelationLoss.from_pretrained()`` (load + first call), in fresh
+  processes.
 
 Baseline and candidates are measured in interleaved rounds (ABBA order: forward, then reversed),
 so slow drifts of a shared machine hit both; ratios are computed per round and their median is
-reported together with the pooled medians and IQRs of the raw times.
+reported together with the pooled medians and IQRs of the raw times. Every section written
+carries the machine, the command and the date of this one run.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -50,8 +53,10 @@ def _load_conftest():
 
 
 _cf = _load_conftest()
+import bench_cold_start  # noqa: E402
 import bench_phase  # noqa: E402
 import bench_relation_overhead as brel  # noqa: E402
+import perf_report as report  # noqa: E402
 
 # -- timing ---------------------------------------------------------------------------------------
 HEAVY_S = 1.0  # a call longer than this (in the warm-up) is timed one call per round
@@ -92,7 +97,8 @@ def _median(values: Sequence[float]) -> float:
 
 
 class Interleaved:
-    """Named workloads measured in interleaved rounds (ABBA order) after one warm-up call each."""
+    """Named workloads measured in interleaved rounds (ABBA order) after their warm-up calls
+    (one, measuring memory; more where ``add`` asks, e.g. for a CUDA-graph capture)."""
 
     def __init__(self, device: torch.device, min_run_time: float, memory: bool = False) -> None:
         self.device, self.min_run_time, self.memory = device, min_run_time, memory
@@ -102,9 +108,11 @@ class Interleaved:
         self.heavy: dict[str, bool] = {}
         self.peak_bytes: dict[str, int] = {}
         self.warmup_s: dict[str, float] = {}
+        self.extra_warmups: dict[str, int] = {}
 
-    def add(self, name: str, fn: Callable[[], None]) -> None:
+    def add(self, name: str, fn: Callable[[], None], extra_warmups: int = 0) -> None:
         self.fns[name] = fn
+        self.extra_warmups[name] = extra_warmups
 
     def run(self, rounds: int, log: Callable[[str], None]) -> None:
         for name, fn in self.fns.items():  # warm-up round, also the memory measurement
@@ -115,6 +123,9 @@ class Interleaved:
                 fn()
                 _cf.synchronize(self.device)
             self.warmup_s[name] = time.perf_counter() - t0
+            for _ in range(self.extra_warmups[name]):
+                fn()
+            _cf.synchronize(self.device)
             self.heavy[name] = self.warmup_s[name] > HEAVY_S
             self.samples[name], self.round_medians[name] = [], []
             log(f"    warm-up {name}: {self.warmup_s[name]:.2f} s")
@@ -153,11 +164,26 @@ def run_phase(args: argparse.Namespace, device: torch.device, log) -> dict[str, 
         bench.run(args.phase_rounds, log)
         out[str(size)] = {
             "agreement": agreement,
-            "rfft2": bench.stats("rfft2"),
-            "fft2": bench.stats("fft2"),
+            **{impl: bench.stats(impl) for impl in bench_phase.IMPLEMENTATIONS},
             "speedup": bench.paired_ratio("fft2", "rfft2"),
+            "fused_gain": bench.paired_ratio("rfft2-unfused", "rfft2"),
         }
     return out
+
+
+def _relation_workloads(args: argparse.Namespace, size: int) -> list[tuple[str, bool, bool, bool]]:
+    """``(label, cuda_graphs, as_term, as_step)`` of the relation workloads at ``size``: every
+    work size as a term (the e2e ones also as full ERL steps), then the ``+graphs`` variants."""
+    e2e = args.e2e_work_sizes if size in args.e2e_sizes else []
+    out = [(brel.ws_label(ws), False, True, ws in e2e) for ws in args.work_sizes]
+    out += [(f"{brel.ws_label(ws)}+graphs", True, True, ws in e2e) for ws in args.graphs_work_sizes]
+    out += [(brel.ws_label(ws), False, False, True) for ws in e2e if ws not in args.work_sizes]
+    return out
+
+
+def _make_relation(label: str, device: torch.device, graphs: bool):  # type: ignore[no-untyped-def]
+    base = label.removesuffix("+graphs")
+    return brel.make_relation(None if base == "full" else int(base), device, cuda_graphs=graphs)
 
 
 def run_relation(
@@ -173,16 +199,18 @@ def run_relation(
         log(f"  training step {size}px ({net_label}, amp={amp_dtype})")
         bench = Interleaved(device, args.min_run_time, memory=True)
         bench.add("L1", brel.TrainStep(make_net, size, device, None, amp_dtype))
-        e2e = args.e2e_work_sizes if size in args.e2e_sizes else []
-        for ws in e2e:
-            rel = brel.make_relation(ws, device)
-            bench.add(
-                f"L1+rel@{brel.ws_label(ws)}",
-                brel.TrainStep(make_net, size, device, rel, amp_dtype),
-            )
-        for ws in args.work_sizes:
-            rel = brel.make_relation(ws, device)
-            bench.add(f"rel@{brel.ws_label(ws)}", brel.RelationTerm(rel, size, device, amp_dtype))
+        workloads = _relation_workloads(args, size)
+        for label, graphs, as_term, as_step in workloads:
+            warm = 2 if graphs else 0  # graphs are captured on a shape's second call
+            if as_step:
+                rel = _make_relation(label, device, graphs)
+                step = brel.TrainStep(make_net, size, device, rel, amp_dtype)
+                bench.add(f"L1+rel@{label}", step, extra_warmups=warm)
+            if as_term:
+                term = brel.RelationTerm(
+                    _make_relation(label, device, graphs), size, device, amp_dtype
+                )
+                bench.add(f"rel@{label}", term, extra_warmups=warm)
         bench.run(args.rounds, log)
         res: dict[str, Any] = {
             "times": {n: bench.stats(n) for n in bench.fns},
@@ -191,196 +219,18 @@ def run_relation(
             "term_overhead": {},
         }
         base = res["times"]["L1"]["median"]
-        for ws in e2e:
-            ratio = bench.paired_ratio(f"L1+rel@{brel.ws_label(ws)}", "L1")
-            res["e2e_overhead"][brel.ws_label(ws)] = {k: v - 1 for k, v in ratio.items()}
-        for ws in args.work_sizes:
-            name = f"rel@{brel.ws_label(ws)}"
-            res["term_overhead"][brel.ws_label(ws)] = {
-                "median": res["times"][name]["median"] / base,
-                **{k: v for k, v in bench.paired_ratio(name, "L1").items() if k != "median"},
-            }
+        for label, _, as_term, as_step in workloads:
+            if as_step:
+                ratio = bench.paired_ratio(f"L1+rel@{label}", "L1")
+                res["e2e_overhead"][label] = {k: v - 1 for k, v in ratio.items()}
+            if as_term:
+                name = f"rel@{label}"
+                res["term_overhead"][label] = {
+                    "median": res["times"][name]["median"] / base,
+                    **{k: v for k, v in bench.paired_ratio(name, "L1").items() if k != "median"},
+                }
         out["sizes"][str(size)] = res
     return out
-
-
-# -- RESULTS.md -----------------------------------------------------------------------------------
-PREAMBLE = """# Benchmark results
-
-Every figure of the project, each section with its machine, command and date. Sections are
-owned by the script that writes them: `benchmarks/run_perf.py` rewrites only its own `## `
-sections (matched by heading) and leaves the others alone.
-"""
-
-
-def update_results(path: Path, sections: dict[str, str]) -> None:
-    """Replaces the ``## <heading>`` sections named in ``sections``, appends new ones."""
-    text = path.read_text() if path.exists() else PREAMBLE
-    parts = re.split(r"(?m)^(?=## )", text)
-    preamble, blocks = parts[0], parts[1:]
-    heading_of = {i: b.splitlines()[0][3:].strip() for i, b in enumerate(blocks)}
-    done = set()
-    for i, heading in heading_of.items():
-        if heading in sections:
-            blocks[i] = f"## {heading}\n\n{sections[heading].strip()}\n\n"
-            done.add(heading)
-    for heading, body in sections.items():
-        if heading not in done:
-            if blocks and not blocks[-1].endswith("\n\n"):
-                blocks[-1] = blocks[-1].rstrip("\n") + "\n\n"
-            blocks.append(f"## {heading}\n\n{body.strip()}\n\n")
-    if not preamble.endswith("\n\n"):
-        preamble = preamble.rstrip("\n") + "\n\n"
-    path.write_text((preamble + "".join(blocks)).rstrip("\n") + "\n")
-
-
-def _ms(stat: dict[str, float]) -> str:
-    return f"{stat['median'] * 1e3:.1f} (IQR {stat['iqr'] * 1e3:.1f})"
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:+.1f}%"
-
-
-def _mib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 2**20:.0f}"
-
-
-def provenance(info: dict[str, Any], command: str, wall_s: float, device: torch.device) -> str:
-    hw = info.get("gpu") or info.get("cpu_model") or info["processor"]
-    load = info.get("loadavg_1_5_15", "")
-    busy = load and float(load.split()[0]) > (info["nproc"] or 1)
-    lines = [
-        f"- Date: {info['date_utc']}; run time {wall_s / 60:.1f} min (whole run).",
-        f"- Command: `{command}`",
-        f"- Machine: {info['platform']}; {hw}; nproc {info['nproc']}; torch {info['torch']} "
-        f"({info['torch_threads']} intra-op threads, MKL {info['mkl']}, oneDNN {info['mkldnn']})"
-        + (f"; CUDA {info.get('cuda')}, cuDNN {info.get('cudnn')}" if device.type == "cuda" else "")
-        + f"; python {info['python']}.",
-        f"- Code: git {info['git_commit']} ({info['git_dirty_paths']} uncommitted paths in the "
-        f"working tree); load average at start {load or 'n/a'}.",
-    ]
-    if busy:
-        lines.append(
-            "- **The machine was shared and oversubscribed during this run** (load average above "
-            "nproc): absolute times are inflated and noisy; only the per-round ratios of cheap "
-            "workloads are robust."
-        )
-    return "\n".join(lines)
-
-
-def phase_section(phase: dict[str, Any], prov: str) -> str:
-    rows = [
-        "| size (batch 4x3) | rfft2 ms | fft2 ms | speed-up fft2/rfft2 (per-round min-max) "
-        "| value diff | max rel. grad diff |",
-        "|---|---|---|---|---|---|",
-    ]
-    for size, r in phase.items():
-        sp = r["speedup"]
-        rows.append(
-            f"| {size}x{size} | {_ms(r['rfft2'])} | {_ms(r['fft2'])} | **{sp['median']:.2f}x** "
-            f"({sp['min']:.2f}-{sp['max']:.2f}) | {r['agreement']['abs_value_diff']:.1e} "
-            f"| {r['agreement']['max_rel_grad_diff']:.1e} |"
-        )
-    verdict = all(r["speedup"]["median"] >= 1.7 for r in phase.values())
-    return (
-        f"{prov}\n\nForward + backward of `phase_loss(mode='paper')` (rfft2 with column weights) "
-        "vs an independent full-spectrum reference (`torch.fft.fft2` + `angle`, L1, mean) written "
-        "in `bench_phase.py`. Both give the same value and gradient (checked before timing). "
-        "Times are medians (IQR) of `blocked_autorange` block means pooled over interleaved "
-        "rounds; the speed-up is the median of per-round ratios.\n\n"
-        + "\n".join(rows)
-        + f"\n\nTarget >= 1.7x: {'met' if verdict else 'NOT met'}."
-    )
-
-
-def relation_section(rel: dict[str, Any], args: argparse.Namespace, prov: str) -> str:
-    out = [
-        prov,
-        "",
-        f"Network: {rel['net']}, {rel['params']:,} parameters; batch 4; Adam; loss `L1` vs "
-        f"`L1 + 0.1 * SampleRelationLoss(BatchCorrelationModule(work_size=...))` (random BCM "
-        "weights: the cost does not depend on them). `full` = `work_size=None` (paper). "
-        f"{args.rounds} interleaved rounds after one warm-up call per workload.",
-        "",
-        "**Overhead of the relation term on one training step** (relative to the L1 step):",
-        "",
-        "- *term*: the relation term alone (forward on pred and gt, backward into pred: all the "
-        "extra work of an ERL step) divided by the median L1 step; in brackets the per-round "
-        "min-max.",
-        "- *end-to-end*: median over rounds of (ERL step / L1 step) - 1, both full steps, "
-        "measured where listed; on a loaded CPU this difference of two long steps is noisier "
-        "than the term itself.",
-        "",
-        "| size | L1 step ms | work_size | relation term ms | overhead (term) | overhead "
-        "(end-to-end) | peak MiB step L1 / ERL | peak MiB term |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for size, r in rel["sizes"].items():
-        base = r["times"]["L1"]
-        for ws in [brel.ws_label(w) for w in args.work_sizes]:
-            term = r["times"][f"rel@{ws}"]
-            to = r["term_overhead"][ws]
-            e2e = r["e2e_overhead"].get(ws)
-            e2e_s = (
-                f"{_pct(e2e['median'])} ({_pct(e2e['min'])}..{_pct(e2e['max'])})" if e2e else "-"
-            )
-            peak_erl = r["peak_bytes"].get(f"L1+rel@{ws}")
-            out.append(
-                f"| {size} | {_ms(base)} | {ws} | {_ms(term)} | **{_pct(to['median'])}** "
-                f"({_pct(to['min'])}..{_pct(to['max'])}) | {e2e_s} "
-                f"| {_mib(r['peak_bytes']['L1'])} / {_mib(peak_erl) if peak_erl else '-'} "
-                f"| {_mib(r['peak_bytes'][f'rel@{ws}'])} |"
-            )
-    sizes = list(rel["sizes"])
-    if len(sizes) >= 2:
-        lo, hi = sizes[0], sizes[-1]
-        growth = []
-        for ws in [brel.ws_label(w) for w in args.work_sizes]:
-            a = rel["sizes"][lo]["times"][f"rel@{ws}"]["median"]
-            b = rel["sizes"][hi]["times"][f"rel@{ws}"]["median"]
-            growth.append(f"{ws}: {b / a:.2f}x")
-        pixels = (int(hi) / int(lo)) ** 2
-        out += [
-            "",
-            f"**Growth of the relation term from {lo} to {hi} px** ({pixels:.0f}x the pixels): "
-            + "; ".join(growth)
-            + ". Expected: about 1x for a `work_size` at or below both sizes (only the area "
-            f"resize scales with the pixels), about {pixels:.0f}x for `full`.",
-        ]
-    out += [
-        "",
-        "Peak memory: "
-        + (
-            "`torch.cuda.max_memory_allocated` during one call, minus the memory allocated "
-            "before it"
-            if args.device == "cuda"
-            else "the peak of torch's CPU allocator during one call, on top of what was live "
-            "before it (running `Total Allocated` of `torch.profiler` memory events, "
-            "`profile_memory=True`, on the warm-up call); oneDNN/MKL internal scratch buffers "
-            "are not counted"
-        )
-        + ". The L1 step's peak includes the network's activations and gradients.",
-    ]
-    return "\n".join(out)
-
-
-def work_size_section(rel: dict[str, Any], args: argparse.Namespace, prov: str) -> str:
-    rows = ["| work_size | " + " | ".join(f"overhead {s}px" for s in rel["sizes"]) + " |"]
-    rows.append("|---|" + "---|" * len(rel["sizes"]))
-    for w in args.work_sizes:
-        ws = brel.ws_label(w)
-        rows.append(
-            f"| {ws} | "
-            + " | ".join(_pct(r["term_overhead"][ws]["median"]) for r in rel["sizes"].values())
-            + " |"
-        )
-    return (
-        f"{prov}\n\nCost side of the `work_size` choice (relation-term overhead on a "
-        f"{rel['net'].split(' ')[0]} training step, batch 4, from the section above). The quality "
-        "side (ERL's PSNR/SSIM gain per `work_size`) is measured separately by the quality "
-        "benchmark.\n\n" + "\n".join(rows)
-    )
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -389,7 +239,9 @@ def _ints(text: str) -> list[int]:
 
 
 def _work_sizes(text: str) -> list[int | None]:
-    return [None if t.strip().lower() in ("none", "full") else int(t) for t in text.split(",")]
+    """``"none,64"`` -> ``[None, 64]`` (``none``/``full``: full resolution); ``""`` -> ``[]``."""
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    return [None if t in ("none", "full") else int(t) for t in items]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -408,6 +260,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--e2e-sizes", type=_ints, default=None,
         help="patch sizes with full ERL steps (default: 256 on CPU, all sizes on CUDA)",
     )  # fmt: skip
+    p.add_argument(
+        "--graphs-work-sizes", type=_work_sizes, default=None,
+        help="work sizes also timed with cuda_graphs=True (default: 128 on CUDA, none on CPU)",
+    )  # fmt: skip
+    p.add_argument("--cold-start-runs", type=int, default=5, help="fresh processes (0: skip)")
+    p.add_argument("--cold-start-size", type=int, default=256, help="first-call patch size")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (2 CPU, 10 CUDA)")
     p.add_argument("--phase-rounds", type=int, default=None, help="phase rounds (6 CPU, 10 CUDA)")
     p.add_argument("--min-run-time", type=float, default=0.25, help="blocked_autorange seconds")
@@ -429,6 +287,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     cuda = args.device == "cuda"
     if args.e2e_work_sizes is None:
         args.e2e_work_sizes = [None, 128]
+    if args.graphs_work_sizes is None:
+        args.graphs_work_sizes = [128] if cuda else []
     if args.e2e_sizes is None:
         args.e2e_sizes = list(args.sizes) if cuda else [s for s in args.sizes if s <= 256]
     args.rounds = args.rounds or (10 if cuda else 2)
@@ -472,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:  # a failed variant must not lose the others' figures
                 log(f"  relation benchmark ({prec}) failed: {exc!r}")
                 results["relation"][prec] = {"error": repr(exc)}
+    if args.cold_start_runs > 0:
+        log(f"  cold start ({args.cold_start_runs} fresh processes)")
+        results["cold_start"] = bench_cold_start.cold_start(
+            args.device, args.cold_start_size, args.cold_start_runs
+        )
     results["wall_s"] = time.perf_counter() - t_start
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
@@ -487,30 +352,31 @@ def write_sections(
     info: dict[str, Any],
     command: str,
 ) -> int:
-    prov = provenance(info, command, results["wall_s"], device)
-
+    """Renders the sections of one run (all with its provenance) and writes them."""
+    prov = report.provenance(info, command, results["wall_s"], device)
     dev = args.device
     sections: dict[str, str] = {}
     if "phase" in results:
-        sections[f"Performance: PhaseLoss rfft2 vs full fft2 [{dev}]"] = phase_section(
-            results["phase"], prov
+        sections[f"Performance: PhaseLoss rfft2 vs full fft2 [{dev}]"] = report.phase_section(
+            results["phase"], prov, device
         )
     for prec, rel in results["relation"].items():
         tag = dev if prec == "fp32" else f"{dev}, {prec} autocast"
+        heading = f"Performance: relation overhead per training step [{tag}]"
         if "error" in rel:
-            sections[f"Performance: relation overhead per training step [{tag}]"] = (
-                f"{prov}\n\nFAILED: `{rel['error']}`"
-            )
+            sections[heading] = f"{prov}\n\nFAILED: `{rel['error']}`"
             continue
-        sections[f"Performance: relation overhead per training step [{tag}]"] = relation_section(
-            rel, args, prov
-        )
+        sections[heading] = report.relation_section(rel, args, prov, device)
         if prec == "fp32":
-            sections[f"Performance: work_size cost [{dev}]"] = work_size_section(rel, args, prov)
+            sections[f"Performance: work_size cost [{dev}]"] = report.work_size_section(rel, prov)
+    if "cold_start" in results:
+        sections[f"Performance: from_pretrained cold start [{dev}]"] = report.cold_start_section(
+            results["cold_start"], prov, device
+        )
     for heading, body in sections.items():
         print(f"\n## {heading}\n\n{body}")
     if not args.no_write:
-        update_results(args.results, sections)
+        report.update_results(args.results, sections)
         print(f"updated {args.results}")
     return 0
 
