@@ -3,6 +3,10 @@
 * :mod:`erl_losses.adapters.basicsr`: registers ERL's losses, the reference nets, the exposure
   datasets and the ERL/pretext models into BasicSR, with option files and console scripts
   (``erl-basicsr-train``, ``erl-basicsr-test``). Needs the ``basicsr`` extra.
+* :mod:`erl_losses.adapters.vendored`: the same losses with BasicSR's signature, importing no
+  basicsr, for research repos that vendor a registry-free BasicSR copy (core install only).
+* :mod:`erl_losses.adapters.torchvision_alias`: the torchvision alias basicsr 1.4.2 needs,
+  usable without importing the adapter (``erl_losses.evaluation.metrics`` applies it).
 
 Importing this package imports no framework.
 """
