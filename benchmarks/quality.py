@@ -48,8 +48,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 if str(HERE) not in sys.path:  # the sibling modules, also when loaded by file path
     sys.path.insert(0, str(HERE))
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from quality_plan import (  # noqa: E402
     ARMS,
@@ -66,29 +64,6 @@ from quality_plan import (  # noqa: E402
 from quality_report import build_tables, render_markdown, write_results_md  # noqa: E402
 
 __all__ = ["main", "render_markdown", "write_results_md"]
-
-
-def _bootstrap_zoo() -> None:
-    """Makes ``erl_losses.zoo`` (the folder ``zoo/``, mapped by pyproject) importable from a
-    plain checkout, e.g. on a machine where the package is not installed."""
-    import importlib.util
-
-    import erl_losses
-
-    try:
-        import erl_losses.zoo
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location(
-            "erl_losses.zoo",
-            ROOT / "zoo" / "__init__.py",
-            submodule_search_locations=[str(ROOT / "zoo")],
-        )
-        if spec is None or spec.loader is None:
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["erl_losses.zoo"] = module
-        spec.loader.exec_module(module)
-        erl_losses.zoo = module  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +123,6 @@ def _init_worker(data_dir: str, device: str, bcms: dict[str, dict], settings: di
 
     from erl_losses.data import PairBank
 
-    _bootstrap_zoo()
     torch.set_num_threads(1)
     _STATE.update(
         device=torch.device(device),
@@ -362,7 +336,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from erl_losses._runtime import machine_description, resolve_device
 
-    _bootstrap_zoo()
     device = str(resolve_device(args.device))
     overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k) is not None}
     settings = replace(QUICK if args.quick else FULL, **overrides)
