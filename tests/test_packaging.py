@@ -26,16 +26,38 @@ ROOTS = {"erl_losses": "erl_losses", "zoo": "erl_losses.zoo", "adapters": "erl_l
 VERSION = erl_losses.__version__
 
 
+#: Never part of the source, wherever the tests run from (a clone, or an unpacked sdist).
+SKIP = {"__pycache__", ".git", ".venv", "venv", "build", "dist", ".pytest_cache", ".ruff_cache"}
+
+
+def _source_files() -> list[Path]:
+    """The source tree's files, relative: git's view in a clone (tracked and untracked, not
+    ignored), every file but caches and build outputs in an unpacked sdist."""
+    if (ROOT / ".git").exists():
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        names = [Path(name) for name in listed.split("\0") if name]
+    else:
+        names = [p.relative_to(ROOT) for p in ROOT.rglob("*") if p.is_file()]
+    return [
+        name
+        for name in names
+        if (ROOT / name).is_file()
+        and not SKIP.intersection(name.parts)
+        and not any(part.endswith(".egg-info") for part in name.parts)
+    ]
+
+
 def _package_folders() -> set[str]:
     """Every folder under the three roots that holds a module or package data."""
     found = set()
-    for folder, package in ROOTS.items():
-        for path in [ROOT / folder, *(ROOT / folder).rglob("*")]:
-            if not path.is_dir() or "__pycache__" in path.parts:
-                continue
-            if any(p.is_file() for p in path.iterdir()):
-                relative = path.relative_to(ROOT / folder).parts
-                found.add(".".join((package, *relative)))
+    for name in _source_files():
+        if name.parts[0] in ROOTS:
+            found.add(".".join((ROOTS[name.parts[0]], *name.parts[1:-1])))
     return found
 
 
@@ -61,21 +83,9 @@ def test_dev_extra_has_the_release_tools_and_license_file_exists() -> None:
 
 
 def _tree_copy(dest: Path) -> Path:
-    files = (
-        subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
+    for name in _source_files():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
     return dest
 
 
