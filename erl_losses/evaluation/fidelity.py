@@ -268,11 +268,7 @@ def fidelity_between_paths(
         erl_bcm=bcm,
         **common,
     )
-    out = {
-        "bcm_frechet_distance": float(metrics["frechet_inception_distance"]),
-        "bcm_kid_mean": float(metrics["kernel_inception_distance_mean"]),
-        "bcm_kid_std": float(metrics["kernel_inception_distance_std"]),
-    }
+    out = _named(metrics, "bcm_frechet_distance", "bcm_kid")
     if inception is not None:
         metrics = torch_fidelity.calculate_metrics(
             input1=ImageFolderUInt8(paths1, 299),
@@ -281,12 +277,16 @@ def fidelity_between_paths(
             feature_extractor_weights_path=inception,
             **common,
         )
-        out.update(
-            inception_fid=float(metrics["frechet_inception_distance"]),
-            inception_kid_mean=float(metrics["kernel_inception_distance_mean"]),
-            inception_kid_std=float(metrics["kernel_inception_distance_std"]),
-        )
+        out.update(_named(metrics, "inception_fid", "inception_kid"))
     return out
+
+
+def _named(metrics: dict[str, Any], fid: str, kid: str) -> dict[str, float]:
+    return {
+        fid: float(metrics["frechet_inception_distance"]),
+        f"{kid}_mean": float(metrics["kernel_inception_distance_mean"]),
+        f"{kid}_std": float(metrics["kernel_inception_distance_std"]),
+    }
 
 
 def fidelity_between_folders(
