@@ -129,6 +129,12 @@ def check_has_values(x: Tensor, name: str) -> None:
         )
 
 
+def _is_compiling() -> bool:
+    # torch.compiler.is_compiling arrived in torch 2.3; pyproject allows 2.1.
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check()) if check is not None else False
+
+
 #: Inputs outside this interval are "clearly not in [0, 1]" (0-255 images, unnormalised data),
 #: while the slack tolerates overshoot from a net's unclamped output.
 UNIT_RANGE_SLACK = (-0.5, 1.5)
@@ -147,7 +153,7 @@ def check_unit_range(x: Tensor, name: str, *, strict: bool) -> bool:
     Raises:
         ValueError: ``strict=True`` and ``x`` is out of range.
     """
-    if x.is_meta or x.numel() == 0 or torch.compiler.is_compiling():
+    if x.is_meta or x.numel() == 0 or _is_compiling():
         return True
     if x.is_cuda and torch.cuda.is_current_stream_capturing():
         return True
