@@ -236,7 +236,8 @@ def run_net_on_dataset(
             its own device.
         data_dir: an MSEC root / split folder (holding ``INPUT_IMAGES``), or a SICEV2 root / split
             folder (holding ``mid``).
-        out_dir: where ``<scene>_<level>.png`` predictions go (created).
+        out_dir: where ``<scene>_<level>.png`` predictions go (created); refused when a
+            prediction would replace an input or GT image of the dataset.
         protocol: ``'msec'`` or ``'sice'``.
         split: the split folder to use when ``data_dir`` is a dataset root.
 
@@ -245,15 +246,17 @@ def run_net_on_dataset(
     """
     dataset = _open_dataset(Path(data_dir), protocol, split)
     out = Path(out_dir)
+    targets = [
+        out / (f"{lq.stem}.png" if protocol == "msec" else f"{lq.stem}_{level}.png")
+        for lq, _, level in dataset.pairs
+    ]
+    _refuse_overwriting_inputs([p for pair in dataset.pairs for p in pair[:2]], targets)
     out.mkdir(parents=True, exist_ok=True)
     was_training = net.training
     net.eval()
     try:
-        for index in range(len(dataset)):
-            item = dataset[index]
-            stem = Path(item["lq_path"]).stem
-            name = stem if protocol == "msec" else f"{stem}_{item['level']}"
-            write_png(out / f"{name}.png", _to_uint8(_forward(net, item["lq"][None])[0]))
+        for index, target in enumerate(targets):
+            write_png(target, _to_uint8(_forward(net, dataset[index]["lq"][None])[0]))
     finally:
         net.train(was_training)
     return NetRun(pred_dir=out, gt_dir=dataset.gt_dir, count=len(dataset), protocol=protocol)

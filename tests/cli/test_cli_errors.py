@@ -64,6 +64,20 @@ def test_enhance_never_writes_over_an_input(weights, images, capsys):
     assert [p.read_bytes() for p in images] == before
 
 
+def test_eval_net_never_writes_over_the_dataset(weights, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    inputs = tmp_path / "test" / "INPUT_IMAGES"
+    (tmp_path / "test" / "GT_IMAGES").mkdir(parents=True)
+    inputs.mkdir()
+    write_png(tmp_path / "test" / "GT_IMAGES" / "s.png", np.zeros((16, 16, 3), np.uint8))
+    lq = write_png(inputs / "s_N1.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    before = lq.read_bytes()
+    argv = ["eval", "--net", "ECLNet", "--weights", str(weights), "--data", str(tmp_path)]
+    assert main([*argv, "--out", str(inputs)]) == 2
+    _one_line_error(capsys, "overwrite an input", "s_N1.png")
+    assert lq.read_bytes() == before
+
+
 def test_enhance_out_that_is_a_file(weights, images, tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("keep")
