@@ -200,6 +200,21 @@ def _check_dataset_args(crop_size: int, crops_per_photo: int, split: str, min_sc
         raise ValueError(f"Expected min_scale in (0, 1], got {min_scale}")
 
 
+def _photo_split(
+    train_photos: Sequence[str] | None, test_photos: Sequence[str] | None
+) -> dict[str, list[str]]:
+    """The photos of each split: the fixed split unless overridden; the two must be disjoint."""
+    default_train, default_test = split_photos()
+    photos = {
+        "train": list(default_train if train_photos is None else train_photos),
+        "test": list(default_test if test_photos is None else test_photos),
+    }
+    shared = sorted(set(photos["train"]) & set(photos["test"]))
+    if shared:
+        raise ValueError(f"Expected disjoint train and test photos, got {shared} in both")
+    return photos
+
+
 def _prepare_folders(root: Path, splits: list[str], overwrite: bool) -> None:
     for name in splits:
         for sub in ("INPUT_IMAGES", "GT_IMAGES"):
@@ -291,14 +306,7 @@ def render_dataset(
         A :class:`RenderedSet` listing the stems and input PSNRs written per split.
     """
     _check_dataset_args(crop_size, crops_per_photo, split, min_scale)
-    default_train, default_test = split_photos()
-    photos = {
-        "train": list(default_train if train_photos is None else train_photos),
-        "test": list(default_test if test_photos is None else test_photos),
-    }
-    shared = sorted(set(photos["train"]) & set(photos["test"]))
-    if shared:
-        raise ValueError(f"Expected disjoint train and test photos, got {shared} in both")
+    photos = _photo_split(train_photos, test_photos)
     splits = ["train", "test"] if split == "both" else [split]
     root = Path(out_dir)
     _prepare_folders(root, splits, overwrite)
