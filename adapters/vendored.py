@@ -131,7 +131,9 @@ class SampleRelationLoss(nn.Module):
             BatchCorrelationModule options for an untrained BCM (see :func:`build_relation_bcm`).
         work_size: override of the BCM's working resolution.
         **options: the other arguments of :class:`erl_losses.SampleRelationLoss`
-            (``check_nonfinite``, ``gather``, ...); unknown keys raise ``ValueError``.
+            (``check_nonfinite``, ``gather``, ``variant``, ...); unknown keys raise
+            ``ValueError``. Without ``variant``, a zoo name (or ``null``) brings the loss
+            variant its manifest entry records.
     """
 
     def __init__(
@@ -146,6 +148,11 @@ class SampleRelationLoss(nn.Module):
         core_keys = accepted_keys(erl_losses.SampleRelationLoss.__init__)
         check_keys("loss SampleRelationLoss", options, core_keys | {"loss_weight", "work_size"})
         self.loss_weight = check_loss_weight("SampleRelationLoss", loss_weight)
+        if options.get("variant") is None and not isinstance(bcm, (Mapping, nn.Module)):
+            # a zoo name (or null) brings the loss variant its manifest entry records
+            from erl_losses.losses.relation import recorded_variant
+
+            options["variant"] = recorded_variant(bcm)
         self.loss = erl_losses.SampleRelationLoss(
             build_relation_bcm(bcm, work_size),
             reduction=reduction,  # type: ignore[arg-type]
