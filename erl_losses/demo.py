@@ -40,7 +40,7 @@ from erl_losses._runtime import cpu_threads, machine_description, resolve_device
 from erl_losses._version import __version__
 from erl_losses.data.pairs import PairBank
 from erl_losses.evaluation.bank import TABLE_GROUPS, format_table, group_rows, level_table
-from erl_losses.training import TrainResult, train_net
+from erl_losses.training import DEFAULT_LR, TrainResult, train_net
 
 __all__ = [
     "NETS",
@@ -80,19 +80,20 @@ class DemoSettings:
         render_size: side of the rendered images, train and test (px).
         train_crops: rendered crops per training photo (x 5 exposure levels).
         test_crops: rendered crops per held-out photo (x 5 exposure levels; 3 photos).
-        lr: peak Adam learning rate (betas 0.9, 0.99 as the paper); cosine decay to 5 %.
+        lr: peak Adam learning rate (betas 0.9, 0.99 as the paper; cosine decay to 5 %);
+            ``None``: the net's :data:`erl_losses.training.DEFAULT_LR`.
         alpha: weight of the relation term (paper: 0.1).
         ema_decay: the runs are evaluated on an EMA of their weights with this decay.
         curve_points: held-out PSNR evaluations during training (plus one at step 0).
     """
 
-    steps: int = 400
+    steps: int = 800
     batch_size: int = 4
     crop_size: int = 64
     render_size: int = 128
     train_crops: int = 6
     test_crops: int = 14
-    lr: float = 1e-3
+    lr: float | None = None
     alpha: float = 0.1
     ema_decay: float = 0.999
     curve_points: int = 10
@@ -107,7 +108,7 @@ class DemoSettings:
             raise ValueError(
                 f"Expected `crop_size` <= `render_size` ({self.render_size}), got {self.crop_size}"
             )
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"Expected `lr` > 0, got {self.lr!r}")
         if not self.alpha >= 0:
             raise ValueError(f"Expected `alpha` >= 0, got {self.alpha!r}")
@@ -119,7 +120,7 @@ class DemoSettings:
 PRESETS: dict[str, DemoSettings] = {
     "full": DemoSettings(),
     "quick": DemoSettings(
-        steps=150, crop_size=48, render_size=96, train_crops=3, test_crops=14, curve_points=6
+        steps=300, crop_size=48, render_size=96, train_crops=3, test_crops=14, curve_points=6
     ),
 }
 
@@ -351,7 +352,9 @@ def _settings(
     base = settings if settings is not None else PRESETS["quick" if quick else "full"]
     if not isinstance(base, DemoSettings):
         raise TypeError(f"Expected settings to be a DemoSettings, got {type(base).__name__}")
-    return replace(base, steps=steps) if steps is not None else base
+    # Record the rate used, not None: results.json says what ran.
+    lr = base.lr if base.lr is not None else DEFAULT_LR.get(NETS[net], 1e-3)
+    return replace(base, steps=base.steps if steps is None else steps, lr=lr)
 
 
 def _summary(result: DemoResult) -> str:
