@@ -19,6 +19,7 @@ it, so the zoo cache never holds a partial or wrong file.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import socket
@@ -165,6 +166,9 @@ def _from_hub(source: HubFile, tmp: Path, *, timeout: float, progress: bool) -> 
         raise DownloadError(
             f"{source.url} needs the optional package 'huggingface_hub': {install_hint('hub')}"
         ) from err
+    options: dict[str, object] = {}
+    if not progress and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
+        options["tqdm_class"] = _SilentBar  # older huggingface_hub releases lack the argument
     try:
         cached = hf_hub_download(
             source.repo_id,
@@ -173,7 +177,7 @@ def _from_hub(source: HubFile, tmp: Path, *, timeout: float, progress: bool) -> 
             endpoint=os.environ.get("HF_ENDPOINT") or None,
             local_files_only=hub_offline(),
             etag_timeout=timeout,
-            tqdm_class=None if progress else _SilentBar,
+            **options,
         )
     except Exception as err:  # huggingface_hub's errors: HTTP, offline, not found, network
         raise DownloadError(_hub_error(err)) from err
