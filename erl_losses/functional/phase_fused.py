@@ -24,6 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from erl_losses._validation import _is_compiling
+
 FUSED_PHASE_CHOICES: tuple[str, ...] = ("auto", "eager", "off")
 
 
@@ -113,7 +115,7 @@ def _run(index: int, mode: str, device: torch.device, *args: object):  # type: i
         device.type == "cuda"
         and fused_phase_setting() == "auto"
         and mode not in _compile_failed
-        and not torch.compiler.is_compiling()
+        and not _is_compiling()
     )
     if not use_compiled:
         return eager(*args)
