@@ -155,7 +155,19 @@ class GraphedBCM:
         self, bcm: BatchCorrelationModule, max_graphs: int = 4, warmup_calls: int = 2
     ) -> None:
         self.bcm = bcm
-        self.cache = GraphCache(lambda x: _capture_cuda(bcm, x), max_graphs, warmup_calls)
+        self.cache = GraphCache(self._capture, max_graphs, warmup_calls)
+
+    def _capture(self, x: Tensor) -> Runner:
+        return _capture_cuda(self.bcm, x)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies and pickles (deepcopy, torch.save of the loss) keep the settings, not the
+        # graphs: those hold device memory of this object's BCM and are captured again.
+        return {"bcm": self.bcm, "max_graphs": self.cache.max_graphs,
+                "warmup_calls": self.cache.warmup_calls}  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["bcm"], state["max_graphs"], state["warmup_calls"])  # type: ignore[misc]
 
     def __getattr__(self, name: str) -> Any:
         bcm = self.__dict__.get("bcm")  # absent while copy/pickle rebuild the object

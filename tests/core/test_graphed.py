@@ -7,6 +7,7 @@ would be captured when.
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 import torch
@@ -113,5 +114,10 @@ def test_graphed_bcm_stands_in_for_the_bcm(bcm) -> None:
     loss_fn = SampleRelationLoss(bcm, cuda_graphs=True)
     clone = copy.deepcopy(loss_fn)  # copies (e.g. EMA or checkpoint helpers) keep working
     assert torch.equal(clone(x, x), loss_fn(x, x))
+    # the copy captures its own BCM, never the original's
+    assert clone._graphed.cache.capture.__self__.bcm is clone.bcm is not loss_fn.bcm
+    restored = pickle.loads(pickle.dumps(loss_fn))
+    assert torch.equal(restored(x, x), loss_fn(x, x))
+    assert restored._graphed.cache.captures == 0
     loss_fn.double()  # moving the loss drops graphs captured for the old dtype
     assert loss_fn._graphed.cache.runners == {}
