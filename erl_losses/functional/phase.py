@@ -124,7 +124,10 @@ def phase_loss(
     The spectrum of a real image is conjugate-symmetric, so the loss is computed on ``rfft2``
     (about half the work) with each column weighted by how often it appears in the full spectrum;
     the value equals the full-spectrum mean. The FFT always runs in float32, also under autocast
-    (cuFFT's half precision supports only power-of-two sizes).
+    (cuFFT's half precision supports only power-of-two sizes). The element-wise part after the
+    FFTs is one autograd node (:mod:`erl_losses.functional.phase_fused`), ``torch.compile``d on
+    CUDA: the first call of each image size there compiles (seconds);
+    ``ERL_LOSSES_FUSED_PHASE=eager`` skips compiling, ``off`` uses plain autograd ops.
 
     Args:
         pred: predicted images, shape ``(B, C, H, W)``, any channel count, floating point.
