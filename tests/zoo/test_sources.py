@@ -217,3 +217,18 @@ def test_missing_hub_extra_names_it(tmp_path, weights, monkeypatch):
     zoo = _zoo(tmp_path, weights, [f"hf://me/bcm/{FILE}@v1"])
     with pytest.raises(WeightsUnavailableError, match=r"erl-losses\[hub\]"):
         zoo.fetch("tiny")
+
+
+def test_ctrl_c_after_a_hub_transfer_leaves_nothing(tmp_path, weights, hub, monkeypatch):
+    import os
+
+    hub.files[f"me/bcm/v1/{FILE}"] = weights
+
+    def interrupt(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)  # every byte arrived, not yet verified
+    zoo = _zoo(tmp_path, weights, [f"hf://me/bcm/{FILE}@v1"])
+    with pytest.raises(KeyboardInterrupt):
+        zoo.fetch("tiny")
+    assert _cache_files(zoo) == []
