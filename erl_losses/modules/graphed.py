@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from erl_losses._validation import _is_compiling
+from erl_losses._validation import _is_compiling, check_positive_int
 from erl_losses.modules.bcm import BatchCorrelationModule
 
 __all__ = ["GraphCache", "GraphedBCM", "cuda_graphs_from_env", "graph_key"]
@@ -68,10 +68,8 @@ class GraphCache:
     def __init__(
         self, capture: Callable[[Tensor], Runner], max_graphs: int = 4, warmup_calls: int = 2
     ) -> None:
-        if max_graphs < 1 or warmup_calls < 1:
-            raise ValueError(
-                f"Expected `max_graphs` and `warmup_calls` >= 1, got {max_graphs}, {warmup_calls}"
-            )
+        check_positive_int(max_graphs, "max_graphs")
+        check_positive_int(warmup_calls, "warmup_calls")
         self.capture, self.max_graphs, self.warmup_calls = capture, max_graphs, warmup_calls
         self.runners: OrderedDict[Hashable, Runner] = OrderedDict()
         self.seen: dict[Hashable, int] = {}
