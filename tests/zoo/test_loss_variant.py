@@ -66,3 +66,20 @@ def test_a_variant_change_changes_the_loss(centred_zoo) -> None:
     centred = SampleRelationLoss.from_pretrained("tiny")(pred, target)
     paper = SampleRelationLoss.from_pretrained("tiny", variant="paper")(pred, target)
     assert not torch.isclose(centred, paper)
+
+
+@pytest.mark.slow
+def test_the_default_bcm_is_relational_as_loaded_by_its_name() -> None:
+    """Issue 15's done-when, re-measured: R >= +0.2 on the held-out photos and batch attention
+    <= 90 % of uniform entropy, from the zoo name alone; the manifest's numbers reproduce."""
+    from erl_losses.diagnostics import probe
+
+    name = zoo_pkg.default_name()
+    spec = zoo_pkg.get_spec(name)
+    measured = probe(SampleRelationLoss.from_pretrained(name)).as_dict()
+    assert measured["variant"] == spec.loss_variant
+    for key in ("relational_index", "attention_entropy_fraction", "cross_sample_gradient_share"):
+        assert measured[key] == pytest.approx(spec.diagnostics[key], abs=2e-3), key
+    assert measured["relational_index"] >= 0.2
+    assert measured["attention_entropy_fraction"] <= 0.9
+    assert zoo_pkg.get_spec("bcm-phase-photos").diagnostics["relational_index"] <= 0

@@ -352,14 +352,14 @@ def test_shipped_manifest_files_and_cards():
 def test_default_bcm_was_really_trained():
     from erl_losses import zoo
 
-    spec = zoo.get_spec(zoo.default_name())
+    spec = zoo.get_spec("bcm-phase-photos")  # the paper-literal BCM (no longer the default)
     assert spec.recipe["pretext"] == "phase"
     m = spec.metrics
     assert m["recon_psnr_db"] >= 25.0
     assert m["phase_loss"] < 0.9 * m["phase_loss_random_te"]
     assert zoo.get_spec("bcm-l1-photos").recipe["pretext"] == "l1"
     assert zoo.get_spec("bcm-none-photos").recipe["pretext"] == "none"
-    bcm = zoo.load_bcm()
+    bcm = zoo.load_bcm("bcm-phase-photos")
     assert bcm.config == spec.bcm_config
 
 
@@ -371,11 +371,11 @@ def test_default_bcm_numbers_reproduce_on_the_held_out_photos():
     from erl_losses.data.photos import split_photos
     from erl_losses.pretext import evaluate_bcm
 
-    spec = zoo.get_spec(zoo.default_name())
+    spec = zoo.get_spec("bcm-phase-photos")
     held = spec.metrics["held_out"]
     assert sorted(held["photos"]) == sorted(split_photos()[1])
     assert not set(spec.data["photos"]) & set(split_photos()[1])  # never trained on test photos
-    bcm, none = zoo.load_bcm(), zoo.load_bcm("bcm-none-photos")
+    bcm, none = zoo.load_bcm("bcm-phase-photos"), zoo.load_bcm("bcm-none-photos")
     assert torch.equal(bcm.f_e[0].weight, none.f_e[0].weight)
     measured = evaluate_bcm(
         bcm, baseline=none, num_batches=held["num_batches"], batch_size=held["batch_size"],
