@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_model", "cpu_threads", "machine_description", "resolve_device"]
+__all__ = ["cpu_model", "cpu_threads", "load_average", "machine_description", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -56,6 +56,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS has none): how shared the machine is."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def machine_description(device: str | torch.device | None = "cpu") -> str:
     """One line naming the hardware a run used, for results files and model cards.
 
@@ -67,10 +72,11 @@ def machine_description(device: str | torch.device | None = "cpu") -> str:
     cores = os.cpu_count() or 1
     if resolved.type == "cuda":
         return f"{torch.cuda.get_device_name(resolved)}, {cores} CPU cores visible"
-    text = f"{cpu_model()}, {cores} cores visible, torch threads={torch.get_num_threads()}"
-    if hasattr(os, "getloadavg"):
-        text += f", load {os.getloadavg()[0]:.1f}"
-    return f"{text}, {platform.system()} (CPU run)"
+    threads = torch.get_num_threads()
+    return (
+        f"{cpu_model()}, {cores} cores visible, torch threads={threads}, "
+        f"load {load_average():.1f}, {platform.system()} (CPU run)"
+    )
 
 
 @contextlib.contextmanager

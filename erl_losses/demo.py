@@ -1,25 +1,18 @@
 """``erl demo``: ERL vs a plain L1 baseline on a synthetic MSEC-like set, in minutes on a CPU.
 
-:func:`run_demo` runs four named steps, with no network:
+:func:`run_demo` runs named steps, with no network: :func:`prepare_data` renders a small set
+(:func:`erl_losses.data.render_dataset`; camera-pipeline inputs, expert-retouch GT) split by
+photo, the test photos being :data:`erl_losses.data.HELD_OUT`, which no zoo BCM saw;
+:func:`train_pair` trains a reference net twice with identical seeds, weights and batches, ``L1``
+alone and ``L1 + alpha * relation`` (paper eq. 5) with the zoo's default BCM, logging held-out
+PSNR (the paper's fig. 7); :func:`evaluate_runs` scores the EMA of both nets' weights and the
+uncorrected input on the full-size test images with the MSEC protocol (table-1 layout);
+:func:`erl_losses.plots.draw_demo_figures` and :meth:`DemoResult.write` write ``results.json``,
+``table.md``, ``curves.png``, ``grid.png`` and ``attention.png``.
 
-1. :func:`prepare_data` renders a small MSEC-like set (:func:`erl_losses.data.render_dataset`)
-   from the photos bundled in installed packages, split by photo: the test photos are
-   :data:`erl_losses.data.HELD_OUT`, which the zoo's BCMs never saw;
-2. :func:`train_pair` trains a reference net (ECLNet by default, the fastest; FECNet optional)
-   twice with identical seeds, initial weights, batches and iterations: ``L1`` alone, and
-   ``L1 + alpha * relation`` (paper eq. 5, ``alpha = 0.1``) with the zoo's default BCM, on
-   mixed-exposure batches (:func:`erl_losses.training.train_net`), logging held-out PSNR every few
-   steps (the training curves of the paper's fig. 7);
-3. :func:`evaluate_runs` runs both nets (the EMA of their weights) over the full-size held-out
-   images and scores them with the MSEC protocol
-   (:func:`erl_losses.evaluation.evaluate_folders`): the paper's table-1 row layout;
-4. :func:`erl_losses.plots.draw_demo_figures` and :meth:`DemoResult.write` write ``results.json``, ``table.md``,
-   ``curves.png``, ``grid.png`` (one row per exposure level: input / baseline / ERL / GT) and
-   ``attention.png`` (the BCM's ``(B, B)`` batch attention on a mixed batch).
-
-This is a synthetic stand-in, not the paper's protocol: a few hundred steps on crops of ten
-photos instead of MSEC/SICE for 100k+ iterations. The ERL - baseline difference of one seed is of
-the order of the seed-to-seed noise; ``benchmarks/quality.py`` measures it over paired seeds.
+A synthetic stand-in, not the paper's protocol: a few hundred steps on crops of ten photos, not
+MSEC/SICE for 100k+ iterations. One seed's ERL - baseline difference is of the order of the
+seed-to-seed noise; ``benchmarks/quality.py`` measures it over paired seeds.
 """
 
 from __future__ import annotations
@@ -36,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from erl_losses._runtime import cpu_threads, machine_description, resolve_device
+from erl_losses._runtime import cpu_threads, load_average, machine_description, resolve_device
 from erl_losses._version import __version__
 from erl_losses.data.pairs import PairBank
 from erl_losses.evaluation.bank import TABLE_GROUPS, format_table, group_rows, level_table
@@ -158,6 +151,7 @@ class DemoResult:
     runs: dict[str, TrainResult]
     attention: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    load: dict[str, float] = field(default_factory=dict)
 
     @property
     def files(self) -> dict[str, Path]:
@@ -211,6 +205,7 @@ class DemoResult:
             "attention": self.attention,
             "files": {k: str(v) for k, v in self.files.items()},
             "seconds": self.seconds,
+            "load_average": self.load,
         }
 
     def write(self) -> None:
@@ -365,7 +360,8 @@ def _summary(result: DemoResult) -> str:
         f"{data['test_images']} images ({', '.join(data['test_photos'])}, 5 exposure levels)"
         f"\n\n{result.table}\n\nWrote {result.out_dir}/: "
         + ", ".join(p.name for p in result.files.values())
-        + f"\nTotal {result.seconds['total']:.0f} s wall, {result.seconds['cpu']:.0f} s CPU"
+        + f"\nTotal {result.seconds['total']:.0f} s wall, {result.seconds['cpu']:.0f} s CPU "
+        f"(load average {result.load['start']:.1f} -> {result.load['end']:.1f})"
     )
 
 
@@ -391,14 +387,12 @@ def run_demo(
         device: ``None`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         seed: seeds the rendering crops, the net initialisation and the batches (both runs).
         net: ``"eclnet"`` (default) or ``"fecnet"``.
-        steps: overrides the preset's optimiser steps.
-        bcm: the BCM of the relation term: ``None`` (the zoo's default), a zoo name, a
-            safetensors path or a :class:`~erl_losses.BatchCorrelationModule`.
-        settings: replaces the preset entirely (``steps`` still overrides its steps).
-        threads: torch intra-op threads on the CPU (``None``: 1, the fastest for these small nets
-            on a busy 2-core machine; the previous setting is restored afterwards).
-        progress: draw tqdm bars.
-        echo: where the table and file list are printed (``None``: silent).
+        steps: overrides the preset's (or ``settings``') optimiser steps.
+        bcm: the relation term's BCM: ``None`` (the zoo's default), a zoo name, a safetensors
+            path or a :class:`~erl_losses.BatchCorrelationModule`.
+        settings: replaces the preset entirely.
+        threads: torch intra-op threads on the CPU (``None``: 1; restored afterwards).
+        progress, echo: draw tqdm bars; where the summary is printed (``None``: silent).
 
     Returns:
         A :class:`DemoResult`; ``result.to_dict()`` is what ``results.json`` holds and
@@ -413,7 +407,7 @@ def run_demo(
     cfg = _settings(quick, steps, settings, net, seed)
     torch_device = resolve_device(device)
     arch = NETS[net]
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started, load = time.perf_counter(), time.process_time(), load_average()
     with cpu_threads(torch_device, threads):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -443,6 +437,7 @@ def run_demo(
             # CPU time of this process: on a shared machine, closer to the unloaded wall time.
             "cpu": time.process_time() - cpu_started,
         }
+        result.load = {"start": load, "end": load_average()}
         result.write()
     if echo is not None:
         echo(_summary(result))

@@ -69,6 +69,7 @@ def test_run_demo_writes_every_artefact(tmp_path, tiny_bcm_module) -> None:
     assert results.delta["Average"]["psnr"] == pytest.approx(saved["delta"]["Average"]["psnr"])
     assert saved["input"]["method"] == "Input (no correction)"
     assert saved["seconds"]["total"] >= saved["seconds"]["render"] > 0
+    assert set(saved["load_average"]) == {"start", "end"}
     for label in ("Under PSNR", "Over SSIM", "Average PSNR", "ERL - baseline"):
         assert label in saved["table"]
     assert saved["settings"]["steps"] == 4
