@@ -69,12 +69,12 @@ def test_a_variant_change_changes_the_loss(centred_zoo) -> None:
 
 
 @pytest.mark.slow
-def test_the_default_bcm_is_relational_as_loaded_by_its_name() -> None:
+def test_the_relational_bcm_is_relational_as_loaded_by_its_name() -> None:
     """Issue 15's done-when, re-measured: R >= +0.2 on the held-out photos and batch attention
     <= 90 % of uniform entropy, from the zoo name alone; the manifest's numbers reproduce."""
     from erl_losses.diagnostics import probe
 
-    name = zoo_pkg.default_name()
+    name = "bcm-batchexp-photos"
     spec = zoo_pkg.get_spec(name)
     measured = probe(SampleRelationLoss.from_pretrained(name)).as_dict()
     assert measured["variant"] == spec.loss_variant
