@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", default="erl-demo", metavar="DIR", help="output folder (default: ./erl-demo)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller set and fewer steps (about 1 min on a CPU)"
+        "--quick", action="store_true", help="smaller set and fewer steps (about 90 s of CPU time)"
     )
     parser.add_argument(
         "--device",
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="optimiser steps per run (default: 400, --quick: 120)",
+        help="optimiser steps per run (default: 800, --quick: 300)",
     )
     parser.add_argument(
         "--net",
