@@ -33,3 +33,15 @@ def test_machine_description_names_cores_and_threads() -> None:
     assert f"{os.cpu_count()} cores visible" in text
     assert f"torch threads={torch.get_num_threads()}" in text
     assert text.endswith("(CPU run)")
+
+
+def test_cpu_threads_sets_and_restores() -> None:
+    from erl_losses._runtime import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads("cpu", 2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="Expected threads to be None or an int >= 1, got 0"):
+        with cpu_threads("cpu", 0):
+            pass
