@@ -178,17 +178,22 @@ def phase_loss(
             # gradient as the graph below, a fraction of its kernel launches.
             sums = fused_phase_distance(p_re, p_im, t_re, t_im, columns, mode, eps2, amp_floor**2)
             return reduce(sums / (pred.shape[1] * height * width), reduction)
-        if mode == "paper":
-            dist = (
-                _SafeAtan2.apply(p_im, p_re, _PAPER_EPS2)
-                - _SafeAtan2.apply(t_im, t_re, _PAPER_EPS2)
-            ).abs()
-        else:
-            # angle(z_p * conj(z_t)) is the signed angular difference, already in (-pi, pi].
-            # Written out in real arithmetic so that identical inputs give exactly 0.
-            cross, dot = p_im * t_re - p_re * t_im, p_re * t_re + p_im * t_im
-            dist = _SafeAtan2.apply(cross, dot, eps2).abs()
-            power = (t_re * t_re + t_im * t_im).detach()
-            dist = dist * (power / (power + amp_floor**2))
+        dist = _phase_distance(p_re, p_im, t_re, t_im, mode, eps2, amp_floor)
         per_sample = (dist * columns).sum(dim=(1, 2, 3)) / (pred.shape[1] * height * width)
     return reduce(per_sample, reduction)
+
+
+def _phase_distance(
+    p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor, mode: str, eps2: float, amp_floor: float
+) -> Tensor:
+    """Per-bin phase distance of two half spectra (plain autograd ops), shape of the parts."""
+    if mode == "paper":
+        return (
+            _SafeAtan2.apply(p_im, p_re, _PAPER_EPS2) - _SafeAtan2.apply(t_im, t_re, _PAPER_EPS2)
+        ).abs()
+    # angle(z_p * conj(z_t)) is the signed angular difference, already in (-pi, pi].
+    # Written out in real arithmetic so that identical inputs give exactly 0.
+    cross, dot = p_im * t_re - p_re * t_im, p_re * t_re + p_im * t_im
+    dist = _SafeAtan2.apply(cross, dot, eps2).abs()
+    power = (t_re * t_re + t_im * t_im).detach()
+    return dist * (power / (power + amp_floor**2))

@@ -64,7 +64,6 @@ def sample_relation_loss(
             into exactly the single-process gradient (see :mod:`erl_losses.distributed`). Every
             rank must call the loss. Without a process group it warns once and computes the
             per-rank relation, as with ``gather=False``.
-
         variant: ``"paper"`` is eq. 4 as published. ``"centred"`` (an EXTENSION, not in the
             paper) compares centred relation features ``F'_i - mean_j F'_j`` of both batches,
             so an error shared by the whole batch costs nothing through this term and only
@@ -94,6 +93,17 @@ def sample_relation_loss(
     if check_nonfinite:
         check_finite(pred, "pred")
         check_finite(target, "target")
+    feat_pred, feat_target = _relation_features(pred, target, bcm, gather)
+    if variant == "centred":
+        feat_pred = feat_pred - feat_pred.mean(dim=0, keepdim=True)
+        feat_target = feat_target - feat_target.mean(dim=0, keepdim=True)
+    return relation_distance(feat_pred, feat_target, reduction)
+
+
+def _relation_features(
+    pred: Tensor, target: Tensor, bcm: BatchCorrelationModule, gather: bool
+) -> tuple[Tensor, Tensor]:
+    """``(F'(pred), F'(target))``, each ``(N, D)``: local, or of the global batch with gather."""
     # The BCM runs in its own precision (float32) even under autocast: the loss is a small
     # difference of two feature sets, and bf16 rounding of the features (~0.4 %) is of the order
     # of the loss itself. With `work_size` the BCM costs well under 1 % of a training step.
@@ -103,12 +113,7 @@ def sample_relation_loss(
                 tokens_target = bcm.encode_tokens(target)
                 sizes = gather_sizes(pred.shape[0], bcm.token_dim, tokens_target.device)
                 feat_target = bcm.relate(all_gather_rows(tokens_target, sizes))
-            feat_pred = bcm.relate(all_gather_rows(bcm.encode_tokens(pred), sizes))
-        else:
-            with torch.no_grad():
-                feat_target = bcm(target)
-            feat_pred = bcm(pred)
-    if variant == "centred":
-        feat_pred = feat_pred - feat_pred.mean(dim=0, keepdim=True)
-        feat_target = feat_target - feat_target.mean(dim=0, keepdim=True)
-    return relation_distance(feat_pred, feat_target, reduction)
+            return bcm.relate(all_gather_rows(bcm.encode_tokens(pred), sizes)), feat_target
+        with torch.no_grad():
+            feat_target = bcm(target)
+        return bcm(pred), feat_target
