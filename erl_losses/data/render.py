@@ -343,8 +343,14 @@ def render_dataset(
             for level in MSEC_LEVELS
         }
         manifest["splits"][name] = records  # type: ignore[index]
-    if root.joinpath("manifest.json").is_file() and split != "both":
-        previous = json.loads(root.joinpath("manifest.json").read_text())
-        manifest["splits"] = {**previous.get("splits", {}), **manifest["splits"]}  # type: ignore[dict-item]
-    root.joinpath("manifest.json").write_text(json.dumps(manifest, indent=2))
+    _write_manifest(root, manifest, merge=split != "both")
     return result
+
+
+def _write_manifest(root: Path, manifest: dict[str, object], *, merge: bool) -> None:
+    """Writes ``root/manifest.json``; ``merge`` keeps the other split of an earlier render."""
+    path = root / "manifest.json"
+    if merge and path.is_file():
+        previous = json.loads(path.read_text())
+        manifest["splits"] = {**previous.get("splits", {}), **manifest["splits"]}  # type: ignore[dict-item]
+    path.write_text(json.dumps(manifest, indent=2))
