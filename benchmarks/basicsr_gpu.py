@@ -120,18 +120,14 @@ def main(argv: list[str] | None = None) -> int:
                          "Resuming training from epoch" in resumed))  # fmt: skip
     command = "python benchmarks/basicsr_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; command: `{command}`")
-    print(f"- Machine: {_machine(args.device)}")
+    from erl_losses._runtime import machine_description
+
+    print(f"- Machine: {machine_description(args.device)}")
     print("\n| run | s / iteration | l_relation logged / resumed |\n|---|---|---|")
     for label, spi, flag in rows:
         print(f"| {label} | {spi:.4f} | {'yes' if flag else 'no'} |")
     print(f"\nLog excerpt (+ERL):\n\n```\n{excerpt}\n```")
     return 0
-
-
-def _machine(device: str) -> str:
-    from erl_losses._runtime import machine_description
-
-    return machine_description(device)
 
 
 if __name__ == "__main__":
