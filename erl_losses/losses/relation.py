@@ -94,13 +94,10 @@ class SampleRelationLoss(nn.Module):
         if not isinstance(gather, bool):
             raise TypeError(f"Expected `gather` to be a bool, got {type(gather).__name__}")
         self.gather = gather
-        if bcm is None or isinstance(bcm, (str, os.PathLike)):
-            bcm = BatchCorrelationModule.from_pretrained(bcm)
         if not isinstance(bcm, BatchCorrelationModule):
-            raise TypeError(
-                "Expected `bcm` to be a BatchCorrelationModule, a zoo name, a path or None, "
-                f"got {type(bcm).__name__}"
-            )
+            from erl_losses.zoo import resolve_bcm  # the one resolver; it rejects other types
+
+            bcm = resolve_bcm(bcm)
         bcm.requires_grad_(False).eval()
         # Bypass nn.Module.__setattr__ so the BCM is not a child: no parameters, no state_dict.
         object.__setattr__(self, "_bcm", bcm)
