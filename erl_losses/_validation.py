@@ -170,9 +170,30 @@ def check_unit_range(x: Tensor, name: str, *, strict: bool) -> bool:
         f"{message}; the loss is computed anyway but assumes [0, 1] images. Warned once per "
         "loss; check_range=True raises instead.",
         UserWarning,
-        stacklevel=5,  # this function, the loss's forward, two nn.Module call frames, the caller
+        # this function, the range-check method, the loss's forward, two nn.Module call frames,
+        # then the caller's line
+        stacklevel=6,
     )
     return False
+
+
+class UnitRangeChecked:
+    """Mixin for the losses' ``check_range`` flag: a pair checked on every call when the flag is
+    set, else on the first call only, with one warning (one device sync in the loss's lifetime).
+
+    The host class sets ``self.check_range`` and ``self._range_checked = False`` in ``__init__``
+    and calls :meth:`_check_pair_range` at the top of ``forward``.
+    """
+
+    check_range: bool
+    _range_checked: bool
+
+    def _check_pair_range(self, pred: Tensor, target: Tensor) -> None:
+        if self.check_range or not self._range_checked:
+            self._range_checked = True
+            # target is only looked at when pred passed: one warning per loss, not two
+            if check_unit_range(pred, "pred", strict=self.check_range):
+                check_unit_range(target, "target", strict=self.check_range)
 
 
 def get_aux(aux: Mapping[str, Tensor], key: str, producer: str) -> Tensor:

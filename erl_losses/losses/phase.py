@@ -6,16 +6,16 @@ from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
 from erl_losses._validation import (
+    UnitRangeChecked,
     check_choice,
     check_has_values,
     check_positive_number,
     check_tensor,
-    check_unit_range,
 )
 from erl_losses.functional.phase import PHASE_MODES, phase_loss
 
 
-class PhaseLoss(nn.Module):
+class PhaseLoss(UnitRangeChecked, nn.Module):
     """Fourier phase L1 loss (ERL eq. 3); see :func:`erl_losses.functional.phase_loss`.
 
     Args:
@@ -54,10 +54,7 @@ class PhaseLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         for x, name in ((pred, "pred"), (target, "target")):
             check_has_values(check_tensor(x, name), name)
-        if self.check_range or not self._range_checked:
-            self._range_checked = True
-            if check_unit_range(pred, "pred", strict=self.check_range):
-                check_unit_range(target, "target", strict=self.check_range)
+        self._check_pair_range(pred, target)
         return phase_loss(
             pred,
             target,

@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
-from erl_losses._validation import check_choice, check_tensor, check_unit_range
+from erl_losses._validation import UnitRangeChecked, check_choice, check_tensor
 from erl_losses.distributed import world_size
 from erl_losses.functional.relation import RELATION_VARIANTS, sample_relation_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
@@ -27,7 +27,7 @@ def recorded_variant(name_or_path: str | os.PathLike[str] | None) -> str:
     return "paper"
 
 
-class SampleRelationLoss(nn.Module):
+class SampleRelationLoss(UnitRangeChecked, nn.Module):
     """ERL's sample-relation loss with a frozen batch-correlation module (paper eq. 4).
 
     See :func:`erl_losses.functional.sample_relation_loss` for the definition. The weight
@@ -140,10 +140,7 @@ class SampleRelationLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         check_tensor(pred, "pred")
         check_tensor(target, "target")
-        if self.check_range or not self._range_checked:
-            self._range_checked = True
-            if check_unit_range(pred, "pred", strict=self.check_range):
-                check_unit_range(target, "target", strict=self.check_range)
+        self._check_pair_range(pred, target)
         global_batch = self.gather and world_size() > 1
         if pred.ndim == 4 and pred.shape[0] == 1 and not global_batch and not self._warned_single:
             self._warned_single = True

@@ -262,7 +262,9 @@ class BatchCorrelationModule(nn.Module):
         """Changes the relation path's working resolution (see the class docstring) in place;
         the weights keep their meaning, so this is the one config entry a loader may override."""
         if work_size is not None and (
-            not isinstance(work_size, int) or isinstance(work_size, bool) or work_size < self.min_size
+            not isinstance(work_size, int)
+            or isinstance(work_size, bool)
+            or work_size < self.min_size
         ):
             raise ValueError(
                 f"Expected `work_size` to be None or an int >= {self.min_size}, got {work_size!r}"
@@ -279,7 +281,9 @@ class BatchCorrelationModule(nn.Module):
         """Parameters of ``t_e`` and ``W``: pretext stage 2 (``f_e``, ``f_d`` frozen)."""
         return [*self.t_e.parameters(), *self.fuse.parameters()]
 
-    def pretext_parameters(self, stage: int, *, fuse_relation_only: bool = True) -> list[nn.Parameter]:
+    def pretext_parameters(
+        self, stage: int, *, fuse_relation_only: bool = True
+    ) -> list[nn.Parameter]:
         """Makes only what pretext ``stage`` trains require grad, and returns those parameters.
 
         Stage 1 (auto-encoder): ``f_e``, ``W`` and ``f_d``. Stage 2: ``t_e`` and ``W``; with

@@ -31,6 +31,13 @@ def test_0_255_inputs_warn_once(make_loss):
         loss(_images(255), _images())  # once per loss
 
 
+def test_the_warning_points_at_the_callers_line(make_loss):
+    loss = make_loss()
+    with pytest.warns(UserWarning, match="divide by 255") as caught:
+        loss(_images(255), _images())
+    assert caught[0].filename == __file__
+
+
 def test_target_out_of_range_warns(make_loss):
     with pytest.warns(UserWarning, match="`target`"):
         make_loss()(_images(), _images(shift=-1.0))
