@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import torch
 
+from erl_losses._runtime import cpu_model
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SEED = 0
@@ -72,19 +74,9 @@ def collect_machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty_paths": len(_git("status", "--porcelain").splitlines()),
     }
-    try:
-        with open("/proc/loadavg") as fh:
-            info["loadavg_1_5_15"] = " ".join(fh.read().split()[:3])
-    except OSError:
-        pass
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    if hasattr(os, "getloadavg"):
+        info["loadavg_1_5_15"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    info["cpu_model"] = cpu_model()
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info["gpu"] = props.name
