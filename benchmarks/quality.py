@@ -61,7 +61,12 @@ from quality_plan import (  # noqa: E402
     arms_of,
     plan_jobs,
 )
-from quality_report import build_tables, render_markdown, write_results_md  # noqa: E402
+from quality_report import (  # noqa: E402
+    build_tables,
+    merge_results,
+    render_markdown,
+    write_results_md,
+)
 
 __all__ = ["main", "render_markdown", "write_results_md"]
 
@@ -241,11 +246,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--no-md", action="store_true", help="do not touch the markdown file")
     add("--no-diagnostics", action="store_true", help="skip the relational diagnostics")
     add(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first paired seed (default 0): runs of disjoint seed ranges can be merged",
+    )
+    add(
         "--render-only",
         type=Path,
+        nargs="+",
         default=None,
         metavar="JSON",
-        help="re-render the markdown of an earlier run's JSON into --md; trains nothing",
+        help="re-render the markdown of an earlier run's JSON into --md; several JSONs (same "
+        "settings, e.g. disjoint --first-seed ranges) are merged into --out first; trains nothing",
     )
     args = parser.parse_args(argv)
     args.sections = [s for s in args.sections.split(",") if s]
@@ -258,6 +271,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value, least = getattr(args, name), 2 if name == "seeds" else 1
         if value is not None and value < least:
             parser.error(f"Expected --{name.replace('_', '-')} >= {least}, got {value}")
+    if args.first_seed < 0:
+        parser.error(f"Expected --first-seed >= 0, got {args.first_seed}")
+    if args.render_only is not None and len(args.render_only) > 1 and args.out is None:
+        parser.error("Expected --out for the merged JSON when --render-only is given several files")
     return args
 
 
@@ -314,14 +331,28 @@ def complete_result(result: dict[str, Any], runs: list[dict], elapsed: float | N
         result["seconds"] = {"total": elapsed}
 
 
-def _render_only(path: Path, md: Path) -> int:
-    """Re-renders a finished result, or a partial one from its ``.runs.jsonl`` log."""
+def _load_result(path: Path) -> dict[str, Any]:
+    """A result JSON with its tables rebuilt from its runs (from the ``.runs.jsonl`` log when
+    the run was stopped before it wrote them), so older files render with today's tables."""
     result = json.loads(path.read_text())
+    runs = result.get("runs") or []
     if not result.get("tables"):
         log = path.with_suffix(".runs.jsonl")
         runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        complete_result(result, runs, None)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+    complete_result(result, runs, None)
+    return result
+
+
+def _render_only(paths: list[Path], md: Path, out: Path | None) -> int:
+    """Re-renders a finished result (or a partial one), or merges several into ``out``."""
+    results = [_load_result(path) for path in paths]
+    if len(results) == 1:
+        result, out = results[0], out or paths[0]
+    else:
+        result = merge_results(results, [str(p) for p in paths])
+        complete_result(result, result["runs"], None)
+    assert out is not None
+    out.write_text(json.dumps(result, indent=2) + "\n")
     block = render_markdown(result)
     print(block)
     write_results_md(md, block, bool(result["quick"]))
@@ -331,7 +362,7 @@ def _render_only(path: Path, md: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only is not None:
-        return _render_only(args.render_only, args.md)
+        return _render_only(args.render_only, args.md, args.out)
     import torch
 
     from erl_losses._runtime import machine_description, resolve_device
@@ -341,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = replace(QUICK if args.quick else FULL, **overrides)
     default_out = f"quality{'-quick' if args.quick else ''}.json"
     out = args.out or ROOT / "benchmarks" / "results" / default_out
-    jobs = plan_jobs(args.sections, settings.seeds, tuple(args.arms))
+    jobs = plan_jobs(args.sections, settings.seeds, tuple(args.arms), args.first_seed)
     cores = os.cpu_count() or 1
     default_workers = min(12, cores) if device.startswith("cuda") else cores
     workers = min(args.workers or default_workers, len(jobs))

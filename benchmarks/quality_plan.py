@@ -80,7 +80,7 @@ ARMS: dict[str, Arm] = {
 
 #: ERL arms of the ``main`` section (each net, alpha 0.1, batch 4).
 MAIN_ARMS = ("phase", "phase-centred")
-#: Table-2 ablation arms (ECLNet).
+#: Table-2 ablation arms (each net).
 ABLATION_ARMS = ("none", "l1", "phase")
 
 
@@ -101,14 +101,20 @@ class Job:
         )
 
 
-def plan_jobs(sections: list[str], seeds: int, main_arms: tuple[str, ...] = MAIN_ARMS) -> list[Job]:
-    """Every distinct run the sections need (runs shared by sections appear once), seed by seed
-    (a run stopped early leaves complete pairs), the slowest (FECNet, batch 8) first within a
-    seed."""
+def plan_jobs(
+    sections: list[str],
+    seeds: int,
+    main_arms: tuple[str, ...] = MAIN_ARMS,
+    first_seed: int = 0,
+) -> list[Job]:
+    """Every distinct run the sections need (runs shared by sections appear once), for seeds
+    ``first_seed .. first_seed + seeds - 1``, seed by seed (a run stopped early leaves complete
+    pairs), the slowest (FECNet, batch 8) first within a seed. Runs of disjoint seed ranges with
+    the same settings can be merged afterwards (``quality.py --render-only A.json B.json``)."""
     jobs: dict[str, Job] = {}
 
     def add(net: str, arm: str | None, batch: int = 4, alpha: float = 0.1) -> None:
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             job = Job(net, arm, batch, alpha if arm else 0.0, seed)
             jobs.setdefault(job.key, job)
 
@@ -118,9 +124,10 @@ def plan_jobs(sections: list[str], seeds: int, main_arms: tuple[str, ...] = MAIN
             for arm in main_arms:
                 add(net, arm)
     if "ablation" in sections:
-        add("ECLNet", None)
-        for arm in ABLATION_ARMS:
-            add("ECLNet", arm)
+        for net in NETS:
+            add(net, None)
+            for arm in ABLATION_ARMS:
+                add(net, arm)
     if "batch" in sections:
         for batch in (2, 4, 8):
             add("ECLNet", None, batch)

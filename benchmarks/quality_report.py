@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from quality_plan import ARMS, NETS
+from quality_plan import ABLATION_ARMS, ARMS, NETS
 
 from erl_losses.evaluation.stats import paired_comparison, seeds_needed
 
@@ -53,6 +53,11 @@ def compare(
             f"Expected >= 2 paired seeds for {net} {arm} b{batch} a{alpha}, got {seeds}"
         )
     out: dict[str, Any] = {"seeds": seeds, "baseline": {}, "erl": {}, "delta": {}}
+    # per seed, so that a mean carried by a few seeds shows (median, the seeds ERL lost)
+    out["per_seed"] = {
+        str(s): erl[s]["groups"]["Average"]["psnr"] - base[s]["groups"]["Average"]["psnr"]
+        for s in seeds
+    }
     for g in GROUPS:
         for m in METRICS:
             b = [base[s]["groups"][g][m] for s in seeds]
@@ -79,8 +84,11 @@ def build_tables(runs: list[dict], sections: list[str], main_arms: list[str]) ->
         }
         tables["main"] = {net: arms for net, arms in tables["main"].items() if arms}
     if "ablation" in sections:
-        arms = [a for a in ("none", "l1", "phase") if _paired(runs, "ECLNet", a)]
-        tables["ablation"] = {arm: compare(runs, "ECLNet", arm) for arm in arms}
+        ablation = {
+            net: {arm: compare(runs, net, arm) for arm in ABLATION_ARMS if _paired(runs, net, arm)}
+            for net in NETS
+        }
+        tables["ablation"] = {net: arms for net, arms in ablation.items() if arms}
     if "batch" in sections:
         batches = [b for b in (2, 4, 8) if _paired(runs, "ECLNet", "phase", b)]
         tables["batch"] = {str(b): compare(runs, "ECLNet", "phase", b) for b in batches}
@@ -88,6 +96,62 @@ def build_tables(runs: list[dict], sections: list[str], main_arms: list[str]) ->
         alphas = [a for a in (0.01, 0.1, 1.0) if _paired(runs, "ECLNet", "phase", alpha=a)]
         tables["alpha"] = {f"{a:g}": compare(runs, "ECLNet", "phase", alpha=a) for a in alphas}
     return tables
+
+
+def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """One result from runs of the same protocol (e.g. disjoint ``--first-seed`` ranges).
+
+    The settings (all but the seed count), the mode and the BCM of every shared arm must agree; a
+    run present in two results must have the same scores (it is then counted once). The merged
+    ``tables`` are left to the caller (``quality.complete_result``).
+
+    Raises:
+        ValueError: the results differ in protocol, BCM or the scores of a shared run.
+    """
+    first = results[0]
+    protocol = {k: v for k, v in first["settings"].items() if k != "seeds"}
+    runs: dict[str, dict] = {}
+    bcms: dict[str, Any] = {}
+    duplicates = 0
+    for name, result in zip(names, results, strict=True):
+        other = {k: v for k, v in result["settings"].items() if k != "seeds"}
+        if other != protocol or result["quick"] != first["quick"]:
+            raise ValueError(
+                f"Expected results with the settings of {names[0]} ({protocol}, quick="
+                f"{first['quick']}), got {other}, quick={result['quick']} in {name}"
+            )
+        for label, bcm in result["bcms"].items():
+            if label in bcms and bcms[label]["source"] != bcm["source"]:
+                raise ValueError(
+                    f"Expected arm {label!r} to use one BCM, got {bcms[label]['source']!r} and "
+                    f"{bcm['source']!r} ({name})"
+                )
+            bcms[label] = bcm
+        for run in result["runs"]:
+            key = run.get("key") or f"{run['net']}|{run['arm']}|{run['seed']}"
+            if key in runs:
+                if runs[key]["groups"] != run["groups"]:
+                    raise ValueError(f"Expected run {key} to score alike in every file ({name})")
+                duplicates += 1
+                continue
+            runs[key] = run
+    totals = [r["seconds"]["total"] for r in results]
+    merged = {
+        **first,
+        "date": " + ".join(dict.fromkeys(r["date"] for r in results)),
+        "machine": " + ".join(dict.fromkeys(r["machine"] for r in results)),
+        "command": " && ".join(r["command"] for r in results),
+        "merged_from": names,
+        "sections": list(dict.fromkeys(s for r in results for s in r["sections"])),
+        "main_arms": list(dict.fromkeys(a for r in results for a in r["main_arms"])),
+        "planned_runs": sum(r["planned_runs"] for r in results) - duplicates,
+        "settings": {**first["settings"], "seeds": len({r["seed"] for r in runs.values()})},
+        "bcms": bcms,
+        "diagnostics": {k: v for r in results for k, v in r.get("diagnostics", {}).items()},
+        "runs": sorted(runs.values(), key=lambda r: r.get("key", "")),
+        "seconds": {"total": None if None in totals else sum(totals)},
+    }
+    return merged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,9 +237,22 @@ def _main_tables(result: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"- {net} / {arm}: paired SD {d['sd']:.2f} dB over {d['n']} seeds; this run "
                     f"detects {d['mde']:.2f} dB with 80 % power; at this SD 80 % power needs "
-                    f"{needed} seeds for {effects} dB."
+                    f"{needed} seeds for {effects} dB. {_seed_note(cmp)}"
                 )
     return [*lines, ""]
+
+
+def _seed_note(cmp: dict[str, Any]) -> str:
+    """The median per-seed Δ and the seeds where ERL scored lower (what the mean hides)."""
+    per_seed = cmp.get("per_seed")
+    if not per_seed:
+        return ""
+    lower = [seed for seed, d in per_seed.items() if d < 0]
+    top = max(per_seed, key=lambda s: abs(per_seed[s]))
+    return (
+        f"Median Δ {statistics.median(per_seed.values()):+.2f} dB; largest |Δ| {per_seed[top]:+.2f} "
+        f"(seed {top}); ERL lower on seeds: {', '.join(lower) or 'none'}."
+    )
 
 
 def _delta_table(title: str, label: str, rows: dict[str, Any]) -> list[str]:
@@ -184,6 +261,8 @@ def _delta_table(title: str, label: str, rows: dict[str, Any]) -> list[str]:
     for value, cmp in rows.items():
         b, e = cmp["baseline"]["Average"]["psnr"], cmp["erl"]["Average"]["psnr"]
         lines.append(f"| {value} | {_pm(b, 2)} | {_pm(e, 2)} | {_delta_cells(cmp)} |")
+    lines.append("")
+    lines += [f"- {value}: {_seed_note(cmp)}" for value, cmp in rows.items() if _seed_note(cmp)]
     return [*lines, ""]
 
 
@@ -236,10 +315,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = _header(result)
     if "main" in t:
         lines += _main_tables(result)
-    if "ablation" in t:
-        lines += _delta_table(
-            "**Table-2 ablation** (ECLNet, batch 4, alpha 0.1)", "BCM", t["ablation"]
-        )
+    for net, arms in t.get("ablation", {}).items():
+        lines += _delta_table(f"**Table-2 ablation** ({net}, batch 4, alpha 0.1)", "BCM", arms)
     if "batch" in t:
         lines += _delta_table("**Batch size** (fig. 9b; ECLNet, phase BCM)", "batch", t["batch"])
     if "alpha" in t:

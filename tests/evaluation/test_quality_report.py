@@ -123,3 +123,110 @@ def test_markdown_reports_ci_p_mde_and_diagnostics(modules) -> None:
     assert "| 4/4 |" in text  # wins
     assert "-0.170 | 0.990 | 0.120" in text  # diagnostics next to the arm
     assert "80 % power needs" in text
+
+
+def test_first_seed_shifts_the_plan_and_ablation_covers_both_nets(modules) -> None:
+    plan, _ = modules
+    jobs = plan.plan_jobs(["ablation"], 2, first_seed=5)
+    assert {j.seed for j in jobs} == {5, 6}
+    for net in plan.NETS:
+        assert {j.arm for j in jobs if j.net == net} == {None, *plan.ABLATION_ARMS}
+
+
+def test_ablation_tables_per_net_with_the_seed_note(modules) -> None:
+    _, report = modules
+    runs = _runs({"none": [0.3, -0.1, 0.2, -0.4], "l1": [0.1, 0.1, 0.1, 0.2]})
+    tables = report.build_tables(runs, ["ablation"], [])
+    assert set(tables["ablation"]) == {"ECLNet", "FECNet"}
+    cmp = tables["ablation"]["FECNet"]["none"]
+    assert cmp["per_seed"] == pytest.approx({"0": 0.3, "1": -0.1, "2": 0.2, "3": -0.4})
+    note = report._seed_note(cmp)
+    assert "Median Δ +0.05 dB" in note
+    assert "largest |Δ| -0.40 (seed 3)" in note
+    assert "ERL lower on seeds: 1, 3." in note
+
+
+def _result(runs: list[dict], seeds: int, **settings) -> dict:
+    return {
+        "date": "d",
+        "machine": "m",
+        "command": "c",
+        "quick": True,
+        "sections": ["main"],
+        "main_arms": ["phase"],
+        "planned_runs": len(runs),
+        "settings": {"seeds": seeds, "steps": 10, **settings},
+        "bcms": {"phase": {"source": "zoo bcm-phase-photos (sha 1)"}},
+        "diagnostics": {},
+        "runs": runs,
+        "seconds": {"total": 2.0},
+    }
+
+
+def test_merge_joins_disjoint_seeds_and_counts_a_shared_run_once(modules) -> None:
+    _, report = modules
+    runs = [
+        {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.1] * 4})
+    ]
+    low = [r for r in runs if r["seed"] < 2]
+    high = [r for r in runs if r["seed"] >= 1]  # seed 1 in both files
+    merged = report.merge_results([_result(low, 2), _result(high, 3)], ["a.json", "b.json"])
+    assert len(merged["runs"]) == len(runs)
+    assert merged["settings"]["seeds"] == 4
+    assert merged["planned_runs"] == len(runs)
+    assert merged["seconds"]["total"] == 4.0
+    tables = report.build_tables(merged["runs"], merged["sections"], merged["main_arms"])
+    assert tables["main"]["ECLNet"]["phase"]["seeds"] == [0, 1, 2, 3]
+
+
+def test_merge_refuses_other_settings_bcms_or_scores(modules) -> None:
+    _, report = modules
+    runs = [
+        {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.1] * 4})
+    ]
+    a = _result(runs, 4)
+    with pytest.raises(ValueError, match="settings"):
+        report.merge_results([a, _result(runs, 4, steps=20)], ["a", "b"])
+    other_bcm = _result(runs, 4)
+    other_bcm["bcms"] = {"phase": {"source": "zoo bcm-phase-photos (sha 2)"}}
+    with pytest.raises(ValueError, match="one BCM"):
+        report.merge_results([a, other_bcm], ["a", "b"])
+    changed = [dict(r) for r in runs]
+    changed[0] = {**changed[0], "groups": {**changed[0]["groups"], "Average": {"psnr": 0.0}}}
+    with pytest.raises(ValueError, match="score alike"):
+        report.merge_results([a, _result(changed, 4)], ["a", "b"])
+
+
+def test_render_only_merges_two_files_into_out_and_the_markdown(modules, tmp_path) -> None:
+    import json
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import quality
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    runs = [
+        {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.2] * 4})
+    ]
+    extra = {
+        "workers": 2,
+        "torch": "x",
+        "data": {"train_images": 1, "train_photos": ["a"], "test_images": 1, "test_photos": ["b"]},
+        "input": {"groups": {g: {"psnr": 15.0, "ssim": 0.7} for g in ("Under", "Over", "Average")}},
+        "tables": {"stale": "rebuilt from the runs"},
+    }
+    settings = {"crop_size": 32, "render_size": 48, "lr": 1e-3, "ema_decay": 0.9}
+    files = []
+    for name, part in (("low", runs[: len(runs) // 2]), ("high", runs[len(runs) // 2 :])):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**_result(part, 2, **settings), **extra}))
+        files.append(str(path))
+    with pytest.raises(SystemExit):  # several files need --out
+        quality.parse_args(["--render-only", *files])
+    out, md = tmp_path / "merged.json", tmp_path / "RESULTS.md"
+    assert quality.main(["--render-only", *files, "--out", str(out), "--md", str(md)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["merged_from"] == files
+    assert len(merged["runs"]) == len(runs) and "stale" not in merged["tables"]
+    assert "<!-- quality:quick -->" in md.read_text()
+    assert "+0.20 [" in md.read_text()
