@@ -352,7 +352,7 @@ def test_shipped_manifest_files_and_cards():
 def test_default_bcm_was_really_trained():
     from erl_losses import zoo
 
-    spec = zoo.get_spec("bcm-phase-photos")  # the paper-literal BCM (no longer the default)
+    spec = zoo.get_spec("bcm-phase-photos")  # the default: the paper-literal BCM
     assert spec.recipe["pretext"] == "phase"
     m = spec.metrics
     assert m["recon_psnr_db"] >= 25.0
