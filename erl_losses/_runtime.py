@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from erl_losses._validation import check_int
+
 __all__ = ["cpu_model", "cpu_threads", "load_average", "machine_description", "resolve_device"]
 
 
@@ -90,10 +92,8 @@ def cpu_threads(device: str | torch.device, threads: int | None = None) -> Itera
     Raises:
         ValueError: ``threads`` is not ``None`` or an int >= 1.
     """
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-    ):
-        raise ValueError(f"Expected threads to be None or an int >= 1, got {threads!r}")
+    if threads is not None:
+        check_int(threads, "threads", hint=" or None")
     previous = torch.get_num_threads()
     if torch.device(device).type == "cpu":
         torch.set_num_threads(threads or 1)

@@ -94,11 +94,24 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     return value  # type: ignore[return-value]
 
 
+def check_int(value: object, name: str | None, *, minimum: int = 1, hint: str = "") -> int:
+    """Returns ``value`` if it is an ``int`` >= ``minimum`` (``bool`` is rejected), else raises
+    ``ValueError`` "Expected `name` to be a positive int{hint}, got ..." (``an int >= minimum``
+    when ``minimum`` is not 1).
+
+    ``hint`` follows the expectation, e.g. ``" or None"`` for an optional argument; ``name=None``
+    leaves the argument unnamed, for a caller whose context names it (an argparse type).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        subject = "" if name is None else f"`{name}` to be "
+        raise ValueError(f"Expected {subject}{expected}{hint}, got {value!r}")
+    return value
+
+
 def check_positive_int(value: object, name: str) -> int:
     """Returns ``value`` if it is a positive ``int`` (``bool`` is rejected), else raises."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected `{name}` to be a positive int, got {value!r}")
-    return value
+    return check_int(value, name)
 
 
 def check_non_negative(value: object, name: str) -> float:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from erl_losses._runtime import cpu_threads, load_average, machine_description, resolve_device
+from erl_losses._validation import check_int, check_positive_int
 from erl_losses._version import __version__
 from erl_losses.data.pairs import PairBank
 from erl_losses.evaluation.bank import TABLE_GROUPS, format_table, group_rows, level_table
@@ -55,11 +56,6 @@ RUNS: tuple[str, ...] = ("baseline", "erl")
 
 #: The table's rows: the uncorrected input, then the two runs.
 ROWS: tuple[str, ...] = ("input", *RUNS)
-
-
-def _check_int(value: object, name: str, minimum: int, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"Expected `{name}` to be an int >= {minimum}{why}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -93,10 +89,12 @@ class DemoSettings:
 
     def __post_init__(self) -> None:
         for name in ("steps", "train_crops", "test_crops", "curve_points"):
-            _check_int(getattr(self, name), name, 1)
-        _check_int(self.batch_size, "batch_size", 2, " (the relation needs other samples)")
+            check_positive_int(getattr(self, name), name)
+        check_int(
+            self.batch_size, "batch_size", minimum=2, hint=" (the relation needs other samples)"
+        )
         for name in ("crop_size", "render_size"):
-            _check_int(getattr(self, name), name, 16)
+            check_int(getattr(self, name), name, minimum=16)
         if self.crop_size > self.render_size:
             raise ValueError(
                 f"Expected `crop_size` <= `render_size` ({self.render_size}), got {self.crop_size}"
@@ -342,8 +340,7 @@ def _settings(
 ) -> DemoSettings:
     if net not in NETS:
         raise ValueError(f"Expected net to be one of {sorted(NETS)}, got {net!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"Expected seed to be an int >= 0, got {seed!r}")
+    check_int(seed, "seed", minimum=0)
     base = settings if settings is not None else PRESETS["quick" if quick else "full"]
     if not isinstance(base, DemoSettings):
         raise TypeError(f"Expected settings to be a DemoSettings, got {type(base).__name__}")

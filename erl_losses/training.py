@@ -194,8 +194,7 @@ def _check_train_args(
 ) -> float:
     """Raises on a bad argument; returns the learning rate (``None``: the net's default)."""
     lr = DEFAULT_LR.get(net_name, 1e-3) if lr is None else lr
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"Expected `steps` to be an int >= 1, got {steps!r}")
+    check_positive_int(steps, "steps")
     if crop_size > min(source.image_size):
         raise ValueError(
             f"Expected `crop_size` <= the images' size {source.image_size}, got {crop_size}"

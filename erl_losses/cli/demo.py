@@ -4,26 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _int_at_least(minimum: int):
-    """argparse type: an int >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"Expected an int >= {minimum}, got {text!r}"
-            ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"Expected an int >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+from erl_losses.cli._args import int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--steps",
-        type=_positive_int,
+        type=int_at_least(1),
         default=None,
         metavar="N",
         help="optimiser steps per run (default: 800, --quick: 300)",
@@ -77,11 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default BCM)",
     )
     parser.add_argument(
-        "--seed", type=_non_negative_int, default=0, help="seed of data, init and batches"
+        "--seed", type=int_at_least(0), default=0, help="seed of data, init and batches"
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=int_at_least(1),
         default=None,
         metavar="N",
         help="torch CPU threads (default: 1, the fastest for these small nets on a busy machine)",

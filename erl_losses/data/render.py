@@ -36,6 +36,7 @@ from typing import Literal
 
 import numpy as np
 
+from erl_losses._validation import check_int, check_positive_int
 from erl_losses.data.camera import CameraParams, camera_render, draw_camera_params
 from erl_losses.data.colour import linear_to_srgb, srgb_to_linear
 from erl_losses.data.io import write_png
@@ -190,10 +191,8 @@ def _random_crop(
 
 
 def _check_dataset_args(crop_size: int, crops_per_photo: int, split: str, min_scale: float) -> None:
-    if not isinstance(crop_size, int) or crop_size < 8:
-        raise ValueError(f"Expected crop_size to be an int >= 8, got {crop_size!r}")
-    if not isinstance(crops_per_photo, int) or crops_per_photo < 1:
-        raise ValueError(f"Expected crops_per_photo to be an int >= 1, got {crops_per_photo!r}")
+    check_int(crop_size, "crop_size", minimum=8)
+    check_positive_int(crops_per_photo, "crops_per_photo")
     if split not in ("train", "test", "both"):
         raise ValueError(f"Expected split to be 'train', 'test' or 'both', got {split!r}")
     if not 0.0 < min_scale <= 1.0:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from erl_losses._validation import check_choice, check_image
+from erl_losses._validation import check_choice, check_image, check_int, check_positive_int
 
 #: How ``t_e`` forms its attention scores. ``"layernorm"``: the landed pre-norm layer, q and k
 #: from the LayerNorm output, scaled by ``1/sqrt(d)``. ``"cosine"``: q and k L2-normalised with a
@@ -197,12 +197,9 @@ class BatchCorrelationModule(nn.Module):
             ("num_layers", num_layers),
             ("ff_mult", ff_mult),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Expected `{name}` to be a positive int, got {value!r}")
-        if work_size is not None and (not isinstance(work_size, int) or work_size < self.min_size):
-            raise ValueError(
-                f"Expected `work_size` to be None or an int >= {self.min_size}, got {work_size!r}"
-            )
+            check_positive_int(value, name)
+        if work_size is not None:
+            check_int(work_size, "work_size", minimum=self.min_size, hint=" or None")
         self._config: dict[str, Any] = {
             "in_channels": in_channels,
             "channels": channels,
@@ -261,14 +258,8 @@ class BatchCorrelationModule(nn.Module):
     def set_work_size(self, work_size: int | None) -> None:
         """Changes the relation path's working resolution (see the class docstring) in place;
         the weights keep their meaning, so this is the one config entry a loader may override."""
-        if work_size is not None and (
-            not isinstance(work_size, int)
-            or isinstance(work_size, bool)
-            or work_size < self.min_size
-        ):
-            raise ValueError(
-                f"Expected `work_size` to be None or an int >= {self.min_size}, got {work_size!r}"
-            )
+        if work_size is not None:
+            check_int(work_size, "work_size", minimum=self.min_size, hint=" or None")
         self.work_size = work_size
         self._config["work_size"] = work_size
 

@@ -79,9 +79,10 @@ def test_run_demo_writes_every_artefact(tmp_path, tiny_bcm_module) -> None:
     ("kwargs", "message"),
     [
         ({"net": "drbn"}, "Expected net to be one of"),
-        ({"seed": -1}, "Expected seed to be an int >= 0, got -1"),
-        ({"threads": 0}, "Expected threads to be None or an int >= 1, got 0"),
-        ({"steps": 0}, "Expected `steps` to be an int >= 1, got 0"),
+        ({"seed": -1}, "Expected `seed` to be an int >= 0, got -1"),
+        ({"seed": True}, "Expected `seed` to be an int >= 0, got True"),
+        ({"threads": 0}, "Expected `threads` to be a positive int or None, got 0"),
+        ({"steps": 0}, "Expected `steps` to be a positive int, got 0"),
         ({"device": "tpu"}, "Expected device 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
@@ -112,11 +113,11 @@ def test_cli_demo_help(capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["demo", "--steps", "0"], "Expected an int >= 1, got 0"),
-        (["demo", "--steps", "many"], "Expected an int >= 1, got 'many'"),
+        (["demo", "--steps", "0"], "argument --steps: Expected a positive int, got 0"),
+        (["demo", "--steps", "many"], "Expected a positive int, got 'many'"),
         (["demo", "--net", "drbn"], "invalid choice: 'drbn'"),
         (["demo", "--device", "tpu"], "invalid choice: 'tpu'"),
-        (["demo", "--seed", "-2"], "Expected an int >= 0, got -2"),
+        (["demo", "--seed", "-2"], "argument --seed: Expected an int >= 0, got -2"),
     ],
 )
 def test_cli_demo_rejects_bad_arguments(capsys, argv, message) -> None:

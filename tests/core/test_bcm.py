@@ -142,7 +142,8 @@ def test_bad_input_is_named(tiny_bcm: BatchCorrelationModule, x, error, match) -
     [
         ({"grid": 0}, "`grid`"),
         ({"channels": 2.5}, "`channels`"),
-        ({"work_size": 4}, "`work_size`"),
+        ({"work_size": 4}, "Expected `work_size` to be an int >= 8 or None, got 4"),
+        ({"work_size": True}, "`work_size`"),
         ({"d_model": 10, "num_heads": 3}, "divisible"),
     ],
 )

@@ -42,6 +42,6 @@ def test_cpu_threads_sets_and_restores() -> None:
     with cpu_threads("cpu", 2):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == before
-    bad = pytest.raises(ValueError, match="Expected threads to be None or an int >= 1, got 0")
+    bad = pytest.raises(ValueError, match="Expected `threads` to be a positive int or None, got 0")
     with bad, cpu_threads("cpu", 0):
         pass

@@ -126,7 +126,7 @@ def test_train_net_evaluates_the_ema_or_the_last_weights() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"steps": 0}, "Expected `steps` to be an int >= 1, got 0"),
+        ({"steps": 0}, "Expected `steps` to be a positive int, got 0"),
         ({"crop_size": 64}, r"Expected `crop_size` <= the images' size \(16, 16\), got 64"),
         ({"lr": 0.0}, "Expected `lr` > 0, got 0.0"),
         ({"alpha": -1.0}, "Expected `alpha` to be a finite non-negative number"),

@@ -265,8 +265,12 @@ def test_render_dataset_errors(tmp_path) -> None:
         render_dataset(tmp_path / "x", train_photos=["chelsea"], test_photos=["chelsea"])
     with pytest.raises(ValueError, match="short side"):
         render_dataset(tmp_path / "y", crop_size=400, test_photos=["chelsea"], split="test")
-    with pytest.raises(ValueError, match="Expected crop_size"):
+    with pytest.raises(ValueError, match="Expected `crop_size` to be an int >= 8, got 2"):
         render_dataset(tmp_path / "z", crop_size=2)
+    with pytest.raises(
+        ValueError, match="Expected `crops_per_photo` to be a positive int, got True"
+    ):
+        render_dataset(tmp_path / "z", crops_per_photo=True)
 
 
 def test_preview_grid_has_a_row_per_scene_and_a_column_per_level_plus_gt(tmp_path) -> None:
