@@ -13,6 +13,7 @@ from types import ModuleType
 __all__ = ["MODULE_EXTRAS", "explain_import_error", "install_hint", "require"]
 
 #: Top-level optional module -> the extra that installs it (pyproject.toml's optional deps).
+#: A package in both a user extra and ``dev`` (numpy, scipy) maps to the user extra.
 MODULE_EXTRAS: dict[str, str] = {
     "numpy": "data",
     "PIL": "data",
@@ -20,11 +21,12 @@ MODULE_EXTRAS: dict[str, str] = {
     "sklearn": "data",
     "matplotlib": "data",
     "cv2": "data",
+    "scipy": "data",
     "torch_fidelity": "fidelity",
     "basicsr": "basicsr",
     "torchvision": "basicsr",
     "yaml": "basicsr",
-    "scipy": "dev",
+    "huggingface_hub": "hub",
 }
 
 

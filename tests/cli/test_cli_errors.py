@@ -236,15 +236,20 @@ def test_cli_starts_without_torch(argv):
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("module", "command"),
     [
-        ["render", "--out", "{tmp}/set"],
-        ["eval", "--pred", "{tmp}", "--gt", "{tmp}"],
-        ["enhance", "{tmp}/x.png", "--net", "ECLNet", "--weights", "{tmp}/w.pt", "--out", "{tmp}"],
+        ("numpy", "render --out {tmp}/set"),
+        ("numpy", "eval --pred {tmp} --gt {tmp}"),
+        ("numpy", "enhance {tmp}/x.png --net ECLNet --weights {tmp}/w.pt --out {tmp}"),
+        ("numpy", "demo --out {tmp}/demo --quick --no-progress"),
+        ("numpy", "pretrain --out {tmp}/pretrain --no-progress"),
+        # data-extra packages other than numpy: the renderer's tone mapping, the bundled photos
+        ("scipy", "render --out {tmp}/set"),
+        ("sklearn", "pretrain --out {tmp}/pretrain --no-progress"),
     ],
 )
-def test_missing_data_extra_names_the_install_line(argv, tmp_path):
-    result = _run_without("numpy", [arg.format(tmp=tmp_path) for arg in argv])
+def test_missing_data_extra_names_the_install_line(module, command, tmp_path):
+    result = _run_without(module, [arg.format(tmp=tmp_path) for arg in command.split()])
     assert result.returncode == 2, result.stderr
     err = result.stderr.strip()
     # torch itself may warn "Failed to initialize NumPy" when it is imported; ours is one line.

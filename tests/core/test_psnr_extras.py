@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -52,6 +53,19 @@ def test_every_mapped_module_belongs_to_a_declared_extra():
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
     assert set(MODULE_EXTRAS.values()) <= set(extras)
+    # each module's distribution is in the extra it names, and every distribution of a user
+    # extra (all but dev, which only adds tools, and all) has its module in the map
+    dist = {"PIL": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn"}
+    dist |= {"cv2": "opencv-python-headless", "yaml": "pyyaml", "torch_fidelity": "torch-fidelity"}
+    listed = {
+        extra: {re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower() for req in reqs}
+        for extra, reqs in extras.items()
+    }
+    for module, extra in MODULE_EXTRAS.items():
+        assert dist.get(module, module) in listed[extra], (module, extra)
+    mapped = {(dist.get(m, m), e) for m, e in MODULE_EXTRAS.items()}
+    for extra in set(extras) - {"dev", "all"}:
+        assert {(d, extra) for d in listed[extra]} <= mapped, extra
 
 
 def test_explain_import_error_adds_the_install_line_once():
