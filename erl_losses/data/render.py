@@ -16,9 +16,9 @@ GT. This renderer has the same structure, on photos bundled with installed packa
 
 The GT does not depend on EV (it is rendered from the raw at its own exposure). Input PSNR against
 the GT, mean over the default set (10 photos x 4 crops x 128 px, seed 0; the table in
-``benchmarks/RESULTS.md``): N1.5 15.1, N1 17.1, 0 20.2, P1 16.5, P1.5 14.0 dB, inside the
+``benchmarks/RESULTS.md``): N1.5 15.33, N1 17.55, 0 20.18, P1 15.65, P1.5 13.10 dB, inside the
 calibration targets 18-22 dB at 0 EV and 11-16 dB at +-1.5 EV, peaking at 0 EV. Individual crops
-spread widely (about 11-26 dB at 0 EV): a bright, high-key scene is closest to the GT when
+spread widely (about 12-26 dB at 0 EV): a bright, high-key scene is closest to the GT when
 under-exposed. This is our emulation, a stand-in for demos, tests and benchmarks, not MSEC.
 
 :func:`render_dataset` writes the MSEC layout from random crops of the bundled photos
