@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -21,6 +23,18 @@ def _seed() -> None:
 @pytest.fixture
 def tiny_bcm() -> BatchCorrelationModule:
     return BatchCorrelationModule(**TINY_BCM).eval()
+
+
+@pytest.fixture(scope="session")
+def msec_test_set(tmp_path_factory) -> Path:
+    """A tiny rendered MSEC-like test split, rendered once per session: the 3 held-out photos x
+    1 crop of 32 px x 5 levels (15 pairs) in ``<root>/test``. Shared, so read-only: a test that
+    changes the data copies it first (``shutil.copytree``)."""
+    from erl_losses.data import render_dataset  # the data extra, only when a test asks
+
+    root = tmp_path_factory.mktemp("msec_test_set")
+    render_dataset(root, crop_size=32, crops_per_photo=1, split="test")
+    return root
 
 
 @pytest.fixture(scope="session")

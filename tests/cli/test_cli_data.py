@@ -100,17 +100,8 @@ def eclnet_weights(tmp_path_factory) -> dict[str, Path]:
     return {"safetensors": folder / "eclnet.safetensors", "pth": folder / "eclnet.pth"}
 
 
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory) -> Path:
-    from erl_losses.data import render_dataset
-
-    out = tmp_path_factory.mktemp("small") / "set"
-    render_dataset(out, crop_size=32, crops_per_photo=1, test_photos=["coffee"], split="test")
-    return out
-
-
 @pytest.mark.slow
-def test_eval_runs_a_net(small_set, eclnet_weights, tmp_path: Path, capsys) -> None:
+def test_eval_runs_a_net(msec_test_set, eclnet_weights, tmp_path: Path, capsys) -> None:
     code = main(
         [
             "eval",
@@ -119,7 +110,7 @@ def test_eval_runs_a_net(small_set, eclnet_weights, tmp_path: Path, capsys) -> N
             "--weights",
             str(eclnet_weights["safetensors"]),
             "--data",
-            str(small_set),
+            str(msec_test_set),
             "--out",
             str(tmp_path / "pred"),
             "--json",
@@ -129,18 +120,18 @@ def test_eval_runs_a_net(small_set, eclnet_weights, tmp_path: Path, capsys) -> N
         ]
     )
     assert code == 0, capsys.readouterr().err
-    assert len(list((tmp_path / "pred").iterdir())) == 5
+    assert len(list((tmp_path / "pred").iterdir())) == 15
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["method"] == "ECLNet"
-    assert report["summary"]["Average"]["count"] == 5
+    assert report["summary"]["Average"]["count"] == 15
     assert "| ECLNet |" in capsys.readouterr().out
 
 
-def test_eval_rejects_a_wrong_state_dict(small_set, eclnet_weights, capsys) -> None:
-    weights = str(eclnet_weights["safetensors"])
-    assert main(["eval", "--net", "FECNet", "--weights", weights, "--data", str(small_set)]) == 2
+def test_eval_rejects_a_wrong_state_dict(msec_test_set, eclnet_weights, capsys) -> None:
+    weights, data = str(eclnet_weights["safetensors"]), str(msec_test_set)
+    assert main(["eval", "--net", "FECNet", "--weights", weights, "--data", data]) == 2
     assert "Expected weights for FECNet" in capsys.readouterr().err
-    assert main(["eval", "--net", "NoNet", "--weights", weights, "--data", str(small_set)]) == 2
+    assert main(["eval", "--net", "NoNet", "--weights", weights, "--data", data]) == 2
     assert "Expected net to be one of" in capsys.readouterr().err
 
 

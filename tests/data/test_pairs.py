@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from erl_losses.data import MixedExposureBatchSampler, PairBank, render_dataset
+from erl_losses.data import MixedExposureBatchSampler, PairBank
 
 
 @pytest.fixture(scope="module")
-def bank(tmp_path_factory) -> PairBank:
-    root = tmp_path_factory.mktemp("pairs")
-    render_dataset(root, crop_size=32, crops_per_photo=1, split="test")
-    return PairBank.from_msec(root, "test")
+def bank(msec_test_set) -> PairBank:
+    return PairBank.from_msec(msec_test_set, "test")
 
 
 def test_pair_bank_loads_every_pair_as_uint8(bank) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from erl_losses.data import PairBank, render_dataset
+from erl_losses.data import PairBank
 from erl_losses.evaluation import evaluate_folders, run_net_on_dataset
 from erl_losses.evaluation.bank import evaluate_bank, format_table, group_rows, level_table
 
@@ -15,13 +15,12 @@ class Brighten(torch.nn.Module):
         return x * 1.3 + 0.02
 
 
-def test_evaluate_bank_equals_writing_and_scoring_the_folders(tmp_path) -> None:
-    render_dataset(tmp_path / "data", crop_size=32, crops_per_photo=1, split="test")
-    bank = PairBank.from_msec(tmp_path / "data", "test")
+def test_evaluate_bank_equals_writing_and_scoring_the_folders(msec_test_set, tmp_path) -> None:
+    bank = PairBank.from_msec(msec_test_set, "test")
     net = Brighten()
     in_memory = evaluate_bank(net, bank, "brighten", chunk=4)
-    pred_dir = run_net_on_dataset(net, tmp_path / "data", tmp_path / "pred").pred_dir
-    on_disk = evaluate_folders(pred_dir, tmp_path / "data" / "test", "msec", method="brighten")
+    pred_dir = run_net_on_dataset(net, msec_test_set, tmp_path / "pred").pred_dir
+    on_disk = evaluate_folders(pred_dir, msec_test_set / "test", "msec", method="brighten")
     assert len(in_memory.images) == len(on_disk.images) == 15
     by_name = {s.name: s for s in on_disk.images}
     for score in in_memory.images:
@@ -42,9 +41,8 @@ def test_format_table_has_groups_and_delta() -> None:
     assert "ERL - baseline" not in format_table({"base": row, "erl": better}, delta=False)
 
 
-def test_level_table_has_one_column_per_level(tmp_path) -> None:
-    render_dataset(tmp_path, crop_size=32, crops_per_photo=1, split="test")
-    bank = PairBank.from_msec(tmp_path, "test")
+def test_level_table_has_one_column_per_level(msec_test_set) -> None:
+    bank = PairBank.from_msec(msec_test_set, "test")
     report = evaluate_bank(torch.nn.Identity(), bank, "Input")
     lines = level_table({"input": report}).splitlines()
     assert lines[0] == "| PSNR per level | EV N1.5 | EV N1 | EV 0 | EV P1 | EV P1.5 |"

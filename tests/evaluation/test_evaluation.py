@@ -254,17 +254,12 @@ def test_enhance_images_writes_pngs(tmp_path: Path) -> None:
         enhance_images(nn.Identity(), [tmp_path / "nope.png"], tmp_path / "out")
 
 
-def test_run_net_on_dataset_then_evaluate(tmp_path: Path) -> None:
-    from erl_losses.data import render_dataset
-
-    render_dataset(
-        tmp_path / "set", crop_size=32, crops_per_photo=1, test_photos=["coffee"], split="test"
-    )
-    run = run_net_on_dataset(nn.Identity(), tmp_path / "set", tmp_path / "pred")
-    assert run.count == 5
-    assert run.gt_dir == tmp_path / "set" / "test" / "GT_IMAGES"
+def test_run_net_on_dataset_then_evaluate(msec_test_set: Path, tmp_path: Path) -> None:
+    run = run_net_on_dataset(nn.Identity(), msec_test_set, tmp_path / "pred")
+    assert run.count == 15
+    assert run.gt_dir == msec_test_set / "test" / "GT_IMAGES"
     via_net = evaluate_folders(run.pred_dir, run.gt_dir)
-    direct = evaluate_folders(tmp_path / "set" / "test" / "INPUT_IMAGES", run.gt_dir)
+    direct = evaluate_folders(msec_test_set / "test" / "INPUT_IMAGES", run.gt_dir)
     assert [s.psnr for s in via_net.images] == [s.psnr for s in direct.images]
 
 
