@@ -3,12 +3,12 @@ without ERL, ``l_relation`` in the log, and a resume -- the run docs/basicsr.md 
 
     python benchmarks/basicsr_gpu.py --device cuda --iters 300 --out runs/basicsr-gpu
 
-For each variant (``fecnet_baseline_msec``, ``fecnet_erl_msec``, and the ERL file again with
-``ERL_LOSSES_CUDA_GRAPHS=1``) the shipped file is copied with only these changes: the dataroot
+For each variant (``fecnet_baseline_msec``, ``fecnet_erl_msec``, the ERL file again with
+``ERL_LOSSES_CUDA_GRAPHS=1``, and both files with ``train.amp: bf16``) the shipped file is copied with only these changes: the dataroot
 points at a synthetic set rendered by ``erl render`` (the shipped placeholder
 ``datasets/MSEC`` is not on the machine), no validation, ``total_iter`` = ``--iters``, a
 checkpoint at the end, ``print_freq`` 10 (or ``--iters``), ``--batch``/``--patch`` if given, and ``num_gpu: 0`` for
-``--device cpu``. The ERL run is then resumed (``--auto_resume``) for 10 more iterations. The
+``--device cpu`` (and ``train.amp: bf16`` for the AMP rows). The ERL run is then resumed (``--auto_resume``) for 10 more iterations. The
 printed markdown block (command, machine, date, s/iteration from basicsr's own ``time (data)``
 log fields after the first 10% of iterations, a log excerpt) is what goes into docs/basicsr.md.
 """
@@ -24,15 +24,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: (row label, shipped option file, environment, ``train`` changes, run-name suffix)
 VARIANTS = (
-    ("L1 (fecnet_baseline_msec)", "fecnet_baseline_msec", {}),
-    ("+ERL (fecnet_erl_msec)", "fecnet_erl_msec", {}),
-    ("+ERL, CUDA graphs", "fecnet_erl_msec", {"ERL_LOSSES_CUDA_GRAPHS": "1"}),
+    ("L1 (fecnet_baseline_msec)", "fecnet_baseline_msec", {}, {}, ""),
+    ("+ERL (fecnet_erl_msec)", "fecnet_erl_msec", {}, {}, ""),
+    ("+ERL, CUDA graphs", "fecnet_erl_msec", {"ERL_LOSSES_CUDA_GRAPHS": "1"}, {}, "_graphs"),
+    ("L1, bf16 AMP", "fecnet_baseline_msec", {}, {"amp": "bf16"}, "_bf16"),
+    ("+ERL, bf16 AMP", "fecnet_erl_msec", {}, {"amp": "bf16"}, "_bf16"),
 )
 _TIME = re.compile(r"time \(data\): ([\d.]+)")
 
 
-def write_options(stem: str, args: argparse.Namespace, data: Path, name: str) -> Path:
+def write_options(
+    stem: str, args: argparse.Namespace, data: Path, name: str, train_changes: dict | None = None
+) -> Path:
     """The shipped ``stem`` with the changes listed in the module docstring."""
     import yaml  # noqa: I001 (the adapter first: it makes basicsr importable)
 
@@ -53,6 +58,7 @@ def write_options(stem: str, args: argparse.Namespace, data: Path, name: str) ->
     opt["datasets"].pop("val", None)
     opt.pop("val", None)
     opt["train"]["total_iter"] = args.iters
+    opt["train"].update(train_changes or {})
     opt["logger"].update(
         print_freq=min(10, args.iters), save_checkpoint_freq=args.iters, use_tb_logger=False
     )
@@ -102,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )  # fmt: skip
     rows, excerpt = [], ""
-    for label, stem, extra_env in VARIANTS:
+    for label, stem, extra_env, train_changes, suffix in VARIANTS:
         env = {**os.environ, **extra_env}
-        name = f"{stem}_{args.device}" + ("_graphs" if extra_env else "")
-        options = write_options(stem, args, data, name)
+        name = f"{stem}_{args.device}{suffix}"
+        options = write_options(stem, args, data, name, train_changes)
         log = train(options, args.out, env)
         rows.append((label, seconds_per_iteration(log), "l_relation" in log))
-        if stem.endswith("erl_msec") and not extra_env:
+        if stem.endswith("erl_msec") and not suffix:
             excerpt = "\n".join([ln for ln in log.splitlines() if "l_relation" in ln][-3:])
             options.write_text(
                 options.read_text().replace(

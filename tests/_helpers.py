@@ -17,3 +17,25 @@ TINY_SAVED_BCM = {
     "ff_mult": 1,
     "work_size": 32,
 }
+
+
+def erl_model_opt(models_dir: object, train: dict, **top: object) -> dict:
+    """A minimal in-memory option dict of a CPU ``ERLModel`` (tiny ECLNet, Adam, MultiStepLR):
+    ``train`` adds to the ``train`` section, ``top`` overrides top-level keys."""
+    return {
+        "name": "unit",
+        "model_type": "ERLModel",
+        "num_gpu": 0,
+        "is_train": True,
+        "dist": False,
+        "rank": 0,
+        "world_size": 1,
+        "network_g": {"type": "ECLNet", "nc": 4, "num_blocks": 1},
+        "path": {"models": str(models_dir)},
+        "train": {
+            "optim_g": {"type": "Adam", "lr": 1e-3},
+            "scheduler": {"type": "MultiStepLR", "milestones": [10], "gamma": 0.5},
+            **train,
+        },
+        **top,
+    }

@@ -78,7 +78,7 @@ def _is_ours(obj: Any) -> bool:
 
 
 def _objects() -> dict[str, dict[str, Any]]:
-    from erl_losses.adapters.basicsr import datasets, losses, models
+    from erl_losses.adapters.basicsr import datasets, losses, models, pretext_model
     from erl_losses.adapters.basicsr.archs import arch_classes
 
     return {
@@ -89,7 +89,7 @@ def _objects() -> dict[str, dict[str, Any]]:
             **{name: getattr(losses, name) for name in losses.NET_LOSS_NAMES},
         },
         "arch": arch_classes(),
-        "model": {"ERLModel": models.ERLModel, "BCMPretextModel": models.BCMPretextModel},
+        "model": {"ERLModel": models.ERLModel, "BCMPretextModel": pretext_model.BCMPretextModel},
         "dataset": {
             "MSECDataset": datasets.MSECDataset,
             "SICEDataset": datasets.SICEDataset,

@@ -24,7 +24,7 @@ from basicsr.utils.registry import (
 import erl_losses
 import erl_losses.adapters.basicsr as adapter
 from erl_losses.adapters.basicsr import models
-from tests._helpers import TINY_BCM
+from tests._helpers import TINY_BCM, erl_model_opt
 
 REGISTRIES = {
     "loss": LOSS_REGISTRY,
@@ -303,23 +303,11 @@ def test_erl_model_class_over_other_base_models(base: str) -> None:
 
 
 def test_erl_model_logs_pixel_and_relation_separately(tmp_path: Path) -> None:
-    opt = {
-        "name": "unit",
-        "model_type": "ERLModel",
-        "num_gpu": 0,
-        "is_train": True,
-        "dist": False,
-        "rank": 0,
-        "world_size": 1,
-        "network_g": {"type": "ECLNet", "nc": 4, "num_blocks": 1},
-        "path": {"models": str(tmp_path)},
-        "train": {
-            "optim_g": {"type": "Adam", "lr": 1e-3},
-            "scheduler": {"type": "MultiStepLR", "milestones": [10], "gamma": 0.5},
-            "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
-            "relation_opt": {"type": "SampleRelationLoss", "loss_weight": 0.1, "bcm": TINY_BCM},
-        },
+    train = {
+        "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
+        "relation_opt": {"type": "SampleRelationLoss", "loss_weight": 0.1, "bcm": TINY_BCM},
     }
+    opt = erl_model_opt(tmp_path, train)
     model = MODEL_REGISTRY.get("ERLModel")(opt)
     assert type(model).__name__ == "ERLModel[SRModel]"
     model.feed_data({"lq": torch.rand(4, 3, 24, 24), "gt": torch.rand(4, 3, 24, 24)})
@@ -337,23 +325,9 @@ def test_erl_model_logs_pixel_and_relation_separately(tmp_path: Path) -> None:
 
 
 def _net_loss_opt(tmp_path: Path, **train: object) -> dict:
-    return {
-        "name": "unit",
-        "model_type": "ERLModel",
-        "num_gpu": 0,
-        "is_train": True,
-        "dist": False,
-        "rank": 0,
-        "world_size": 1,
-        "network_g": {"type": "ECLNet", "nc": 4, "num_blocks": 1},
-        "path": {"models": str(tmp_path)},
-        "train": {
-            "optim_g": {"type": "Adam", "lr": 1e-3},
-            "scheduler": {"type": "MultiStepLR", "milestones": [10], "gamma": 0.5},
-            "net_loss_opt": {"type": "ECLNetLoss", "augment": False},
-            **train,
-        },
-    }
+    return erl_model_opt(
+        tmp_path, {"net_loss_opt": {"type": "ECLNetLoss", "augment": False}, **train}
+    )
 
 
 def test_net_losses_are_registered_with_key_checks_and_weight() -> None:

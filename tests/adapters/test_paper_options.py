@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 import erl_losses.adapters.basicsr as adapter
 from erl_losses.archs import DRBN_ENC
 from erl_losses.archs.losses import DRBNLoss
-from tests._helpers import TINY_BCM
+from tests._helpers import TINY_BCM, erl_model_opt
 
 _CELL = re.compile(r"(drbn|drbn_enc|eclnet|fecnet)_(stage1_)?(baseline|erl)_(msec|sice)")
 PAPER_FILES = [p for p in adapter.option_files() if _CELL.fullmatch(p.stem)]
@@ -161,23 +161,14 @@ def test_drbn_enc_msec_stage2_is_stage1_plus_teacher(variant: str) -> None:
 
 
 def _teacher_opt(tmp_path: Path, weights: Path, loss: dict) -> dict:
-    return {
-        "name": "teacher",
-        "model_type": "ERLModel",
-        "num_gpu": 0,
-        "is_train": True,
-        "dist": False,
-        "rank": 0,
-        "world_size": 1,
-        "network_g": {"type": "DRBN_ENC", "num_units": 1},
-        "path": {"models": str(tmp_path), "pretrain_network_teacher": str(weights)},
-        "train": {
-            "optim_g": {"type": "Adam", "lr": 1e-3},
-            "scheduler": {"type": "MultiStepLR", "milestones": [10], "gamma": 0.5},
-            "net_loss_opt": loss,
-            "relation_opt": {"type": "SampleRelationLoss", "loss_weight": 0.1, "bcm": TINY_BCM},
-        },
-    }
+    relation = {"type": "SampleRelationLoss", "loss_weight": 0.1, "bcm": TINY_BCM}
+    return erl_model_opt(
+        tmp_path,
+        {"net_loss_opt": loss, "relation_opt": relation},
+        name="teacher",
+        network_g={"type": "DRBN_ENC", "num_units": 1},
+        path={"models": str(tmp_path), "pretrain_network_teacher": str(weights)},
+    )
 
 
 def test_teacher_adds_the_distillation_term_on_the_gt(tmp_path: Path) -> None:
