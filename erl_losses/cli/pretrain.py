@@ -13,6 +13,8 @@ import shlex
 import sys
 from typing import Any
 
+from erl_losses.cli._args import int_at_least
+
 
 def _command_line(args: argparse.Namespace) -> str:
     """The ``erl pretrain`` command equivalent to ``args`` (non-default options only)."""
@@ -83,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretext-train split of the photos bundled with scikit-image/-learn/matplotlib",
     )
     p.add_argument(
-        "--max-side", type=int, default=None,
+        "--max-side", type=int_at_least(1), default=None,
         help="area-downscale images whose longer side exceeds this (pixels)",
     )  # fmt: skip
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/NAME)")
@@ -113,13 +115,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace the files an earlier run left in OUT that this run writes",
     )
-    p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int_at_least(1), default=200)
+    p.add_argument("--log-every", type=int_at_least(1), default=10)
     p.add_argument(
-        "--eval-batches", type=int, default=16, help="held-out batches for the final evaluation"
+        "--eval-batches",
+        type=int_at_least(1),
+        default=16,
+        help="held-out batches for the final evaluation",
     )
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run, _command_parser=p)

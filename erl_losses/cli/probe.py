@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from erl_losses.cli._args import int_at_least
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``erl probe`` to the ``erl`` command line."""
@@ -32,9 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="loss variant (default: the one the zoo entry records; 'paper' for a path)",
     )
-    p.add_argument("--crops", type=int, default=48, help="number of held-out crops (default 48)")
-    p.add_argument("--crop-size", type=int, default=128, help="crop side in pixels (default 128)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the crops (default 0)")
+    p.add_argument(
+        "--crops", type=int_at_least(1), default=48, help="number of held-out crops (default 48)"
+    )
+    p.add_argument(
+        "--crop-size", type=int_at_least(1), default=128, help="crop side in pixels (default 128)"
+    )
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the crops (default 0)")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(func=run)
 

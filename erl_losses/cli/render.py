@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from erl_losses.cli._args import int_at_least
+
 if TYPE_CHECKING:
     from erl_losses.data.render import RenderedSet
 
@@ -23,9 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--crop-size", type=int, default=128, help="square crop side (px)")
-    parser.add_argument("--crops-per-photo", type=int, default=4, help="crops per photo")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the crops and scenes")
+    parser.add_argument(
+        "--crop-size", type=int_at_least(1), default=128, help="square crop side (px)"
+    )
+    parser.add_argument(
+        "--crops-per-photo", type=int_at_least(1), default=4, help="crops per photo"
+    )
+    parser.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="random seed of the crops and scenes"
+    )
     parser.add_argument(
         "--split", choices=("train", "test", "both"), default="both", help="split(s) to write"
     )

@@ -269,3 +269,26 @@ def test_import_erl_losses_is_lazy_and_complete():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "PhaseLoss"
     assert torch.is_tensor(torch.zeros(1))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pretrain", "--log-every", "0"], "argument --log-every: Expected a positive int, got 0"),
+        (["pretrain", "--checkpoint-every", "-5"], "--checkpoint-every: Expected a positive int"),
+        (
+            ["pretrain", "--threads", "two"],
+            "argument --threads: Expected a positive int, got 'two'",
+        ),
+        (["pretrain", "--max-side", "0"], "argument --max-side: Expected a positive int, got 0"),
+        (["probe", "--crops", "0"], "argument --crops: Expected a positive int, got 0"),
+        (["probe", "--seed", "-1"], "argument --seed: Expected an int >= 0, got -1"),
+        (["render", "--crop-size", "0"], "argument --crop-size: Expected a positive int, got 0"),
+        (["render", "--crops-per-photo", "x"], "--crops-per-photo: Expected a positive int"),
+    ],
+)
+def test_integer_flags_are_checked_by_argparse_before_any_work(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
