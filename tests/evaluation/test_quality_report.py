@@ -58,7 +58,7 @@ def test_plan_pairs_every_arm_with_a_baseline_per_seed(modules) -> None:
     assert jobs[0].net == "FECNet"  # the slowest first
     assert plan.arms_of(jobs) == list(plan.MAIN_ARMS)
     assert plan.FULL.seeds >= 24
-    assert plan.FULL.test_images >= 200
+    assert plan.FULL.test_scenes >= 200  # distinct held-out crops, x 5 levels
     assert plan.QUICK.test_images >= 200
 
 
