@@ -39,6 +39,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -298,27 +299,50 @@ def prepare_data(data_dir: Path, settings: Settings) -> dict[str, Any]:
     }
 
 
-def run_jobs(jobs: list[Job], workers: int, init_args: tuple, log: Path | None) -> list[dict]:
-    """Runs the jobs on a spawn process pool; one line per finished run (also to ``log``)."""
+def run_jobs(
+    jobs: list[Job],
+    workers: int,
+    init_args: tuple,
+    log: Path | None,
+    *,
+    run_job: Callable[[Job], dict[str, Any]] = _run_job,
+    initializer: Callable[..., None] | None = _init_worker,
+) -> tuple[list[dict], list[dict]]:
+    """Runs the jobs on a spawn process pool; one line per finished run (also to ``log``).
+
+    A run that raises is reported (its key and error) and the others go on: one failure must
+    not discard the runs in flight, whose results arrive only through this loop. ``run_job`` and
+    ``initializer`` (called with ``init_args`` in each worker) must be importable by name.
+
+    Returns:
+        ``(runs, failures)``; a failure is ``{"key", "error"}``.
+    """
     runs: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
     with futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=init_args
+        workers, mp_context=context, initializer=initializer, initargs=init_args
     ) as pool:
-        pending = [pool.submit(_run_job, job) for job in jobs]
+        pending = {pool.submit(run_job, job): job for job in jobs}
         for done in futures.as_completed(pending):
-            run = done.result()
+            count = f"[{len(runs) + len(failures) + 1}/{len(jobs)} {time.perf_counter() - started:.0f} s]"
+            try:
+                run = done.result()
+            except Exception as err:
+                failures.append({"key": pending[done].key, "error": repr(err)})
+                print(f"{count} {pending[done].key}: FAILED {err!r}", flush=True)
+                continue
             runs.append(run)
             line = (
-                f"[{len(runs)}/{len(jobs)} {time.perf_counter() - started:.0f} s] {run['key']}: "
-                f"Average {run['groups']['Average']['psnr']:.2f} dB ({run['seconds']:.0f} s)"
+                f"{count} {run['key']}: Average {run['groups']['Average']['psnr']:.2f} dB "
+                f"({run['seconds']:.0f} s)"
             )
             print(line, flush=True)
             if log is not None:
                 with log.open("a") as handle:
                     handle.write(json.dumps(run) + "\n")
-    return runs
+    return runs, failures
 
 
 def complete_result(result: dict[str, Any], runs: list[dict], elapsed: float | None) -> None:
@@ -392,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": workers,
         "sections": args.sections,
         "main_arms": list(args.arms),
+        "first_seed": args.first_seed,
         "planned_runs": len(jobs),
         "settings": asdict(settings),
         "bcms": bcms,
@@ -410,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         # Written before the runs: `--render-only` of this file reports the runs logged so far.
         out.write_text(json.dumps(result, indent=2) + "\n")
         init_args = (str(Path(tmp) / "data"), device, bcms, asdict(settings))
-        runs = run_jobs(jobs, workers, init_args, log)
+        runs, failures = run_jobs(jobs, workers, init_args, log)
+    result["failures"] = failures
     complete_result(result, runs, time.perf_counter() - started)
     out.write_text(json.dumps(result, indent=2) + "\n")
     block = render_markdown(result)

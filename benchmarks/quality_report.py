@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from quality_plan import ABLATION_ARMS, ARMS, NETS
+from quality_plan import ABLATION_ARMS, ARMS, NETS, plan_jobs
 
 from erl_losses.evaluation.stats import paired_comparison, seeds_needed
 
@@ -112,7 +112,6 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
     protocol = {k: v for k, v in first["settings"].items() if k != "seeds"}
     runs: dict[str, dict] = {}
     bcms: dict[str, Any] = {}
-    duplicates = 0
     for name, result in zip(names, results, strict=True):
         other = {k: v for k, v in result["settings"].items() if k != "seeds"}
         if other != protocol or result["quick"] != first["quick"]:
@@ -132,7 +131,6 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
             if key in runs:
                 if runs[key]["groups"] != run["groups"]:
                     raise ValueError(f"Expected run {key} to score alike in every file ({name})")
-                duplicates += 1
                 continue
             runs[key] = run
     totals = [r["seconds"]["total"] for r in results]
@@ -144,10 +142,24 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
         "merged_from": names,
         "sections": list(dict.fromkeys(s for r in results for s in r["sections"])),
         "main_arms": list(dict.fromkeys(a for r in results for a in r["main_arms"])),
-        "planned_runs": sum(r["planned_runs"] for r in results) - duplicates,
+        "first_seed": min(r.get("first_seed", 0) for r in results),
+        # the union of the files' plans: a file stopped early may be completed by a later one
+        "planned_runs": len(
+            {
+                job.key
+                for r in results
+                for job in plan_jobs(
+                    r["sections"],
+                    r["settings"]["seeds"],
+                    tuple(r["main_arms"]),
+                    r.get("first_seed", 0),
+                )
+            }
+        ),
         "settings": {**first["settings"], "seeds": len({r["seed"] for r in runs.values()})},
         "bcms": bcms,
         "diagnostics": {k: v for r in results for k, v in r.get("diagnostics", {}).items()},
+        "failures": [f for r in results for f in r.get("failures") or []],
         "runs": sorted(runs.values(), key=lambda r: r.get("key", "")),
         "seconds": {"total": None if None in totals else sum(totals)},
     }
@@ -270,10 +282,11 @@ def _wall_time(result: dict[str, Any]) -> str:
     runs, seeds = len(result["runs"]), result["settings"]["seeds"]
     total = result["seconds"]["total"]
     if result.get("partial"):
+        failed = "; ".join(f"{f['key']}: {f['error']}" for f in result.get("failures") or [])
         return (
-            f"- **partial**: {runs} of {result['planned_runs']} planned runs finished before the "
-            f"run was stopped ({seeds} seeds planned); the tables use the seeds whose runs all "
-            "finished"
+            f"- **partial**: {runs} of {result['planned_runs']} planned runs finished "
+            f"({seeds} seeds planned); the tables use the seeds whose runs all finished"
+            + (f"; failed runs: {failed}" if failed else "")
         )
     wall = "n/a" if total is None else f"{total:.0f} s"
     return (

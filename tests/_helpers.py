@@ -39,3 +39,11 @@ def erl_model_opt(models_dir: object, train: dict, **top: object) -> dict:
         },
         **top,
     }
+
+
+def quality_job_failing_on_seed_1(job: object) -> dict:
+    """A stand-in for ``benchmarks/quality._run_job`` (importable by spawned workers): seed 1
+    raises, the others return a minimal run."""
+    if job.seed == 1:  # type: ignore[attr-defined]
+        raise RuntimeError("run failed on purpose")
+    return {"key": job.key, "groups": {"Average": {"psnr": 20.0}}, "seconds": 0.0}  # type: ignore[attr-defined]

@@ -146,8 +146,9 @@ def test_ablation_tables_per_net_with_the_seed_note(modules) -> None:
     assert "ERL lower on seeds: 1, 3." in note
 
 
-def _result(runs: list[dict], seeds: int, **settings) -> dict:
+def _result(runs: list[dict], seeds: int, first_seed: int = 0, **settings) -> dict:
     return {
+        "first_seed": first_seed,
         "date": "d",
         "machine": "m",
         "command": "c",
@@ -170,7 +171,9 @@ def test_merge_joins_disjoint_seeds_and_counts_a_shared_run_once(modules) -> Non
     ]
     low = [r for r in runs if r["seed"] < 2]
     high = [r for r in runs if r["seed"] >= 1]  # seed 1 in both files
-    merged = report.merge_results([_result(low, 2), _result(high, 3)], ["a.json", "b.json"])
+    merged = report.merge_results(
+        [_result(low, 2), _result(high, 3, first_seed=1)], ["a.json", "b.json"]
+    )
     assert len(merged["runs"]) == len(runs)
     assert merged["settings"]["seeds"] == 4
     assert merged["planned_runs"] == len(runs)
@@ -230,3 +233,23 @@ def test_render_only_merges_two_files_into_out_and_the_markdown(modules, tmp_pat
     assert len(merged["runs"]) == len(runs) and "stale" not in merged["tables"]
     assert "<!-- quality:quick -->" in md.read_text()
     assert "+0.20 [" in md.read_text()
+
+
+def test_a_failing_run_is_reported_and_the_others_are_kept(modules, tmp_path, monkeypatch) -> None:
+    import json
+
+    from tests._helpers import quality_job_failing_on_seed_1
+
+    plan, _ = modules
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the spawned workers unpickle quality_plan.Job
+    import quality
+
+    jobs = [plan.Job("ECLNet", None, 4, 0.0, seed) for seed in range(3)]
+    log = tmp_path / "runs.jsonl"
+    runs, failures = quality.run_jobs(
+        jobs, 2, (), log, run_job=quality_job_failing_on_seed_1, initializer=None
+    )
+    assert sorted(r["key"] for r in runs) == [jobs[0].key, jobs[2].key]
+    assert failures == [{"key": jobs[1].key, "error": "RuntimeError('run failed on purpose')"}]
+    assert len(log.read_text().splitlines()) == 2  # the finished runs are logged
+    assert all(json.loads(line)["key"] != jobs[1].key for line in log.read_text().splitlines())
