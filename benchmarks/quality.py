@@ -326,7 +326,8 @@ def run_jobs(
     ) as pool:
         pending = {pool.submit(run_job, job): job for job in jobs}
         for done in futures.as_completed(pending):
-            count = f"[{len(runs) + len(failures) + 1}/{len(jobs)} {time.perf_counter() - started:.0f} s]"
+            finished, elapsed = len(runs) + len(failures) + 1, time.perf_counter() - started
+            count = f"[{finished}/{len(jobs)} {elapsed:.0f} s]"
             try:
                 run = done.result()
             except Exception as err:
