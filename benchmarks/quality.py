@@ -63,7 +63,8 @@ from quality_plan import (  # noqa: E402
     plan_jobs,
 )
 from quality_report import (  # noqa: E402
-    build_tables,
+    complete_result,
+    load_result,
     merge_results,
     render_markdown,
     write_results_md,
@@ -346,31 +347,9 @@ def run_jobs(
     return runs, failures
 
 
-def complete_result(result: dict[str, Any], runs: list[dict], elapsed: float | None) -> None:
-    """Adds the runs and the tables to a result; marks it partial when runs are missing."""
-    main_arms = [a for a in result["main_arms"] if any(r["arm"] == a for r in runs)]
-    result["runs"] = sorted(runs, key=lambda r: r["key"])
-    result["tables"] = build_tables(result["runs"], result["sections"], main_arms)
-    result["partial"] = len(runs) < result["planned_runs"]
-    if elapsed is not None:
-        result["seconds"] = {"total": elapsed}
-
-
-def _load_result(path: Path) -> dict[str, Any]:
-    """A result JSON with its tables rebuilt from its runs (from the ``.runs.jsonl`` log when
-    the run was stopped before it wrote them), so older files render with today's tables."""
-    result = json.loads(path.read_text())
-    runs = result.get("runs") or []
-    if not result.get("tables"):
-        log = path.with_suffix(".runs.jsonl")
-        runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    complete_result(result, runs, None)
-    return result
-
-
 def _render_only(paths: list[Path], md: Path, out: Path | None) -> int:
     """Re-renders a finished result (or a partial one), or merges several into ``out``."""
-    results = [_load_result(path) for path in paths]
+    results = [load_result(path) for path in paths]
     if len(results) == 1:
         result, out = results[0], out or paths[0]
     else:

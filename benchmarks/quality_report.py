@@ -7,6 +7,7 @@ minimum detectable effect at 80 % power).
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -98,12 +99,34 @@ def build_tables(runs: list[dict], sections: list[str], main_arms: list[str]) ->
     return tables
 
 
+def complete_result(result: dict[str, Any], runs: list[dict], elapsed: float | None) -> None:
+    """Adds the runs and the tables to a result; marks it partial when runs are missing."""
+    main_arms = [a for a in result["main_arms"] if any(r["arm"] == a for r in runs)]
+    result["runs"] = sorted(runs, key=lambda r: r["key"])
+    result["tables"] = build_tables(result["runs"], result["sections"], main_arms)
+    result["partial"] = len(runs) < result["planned_runs"]
+    if elapsed is not None:
+        result["seconds"] = {"total": elapsed}
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """A result JSON with its tables rebuilt from its runs (from the ``.runs.jsonl`` log when
+    the run was stopped before it wrote them), so older files render with today's tables."""
+    result = json.loads(path.read_text())
+    runs = result.get("runs") or []
+    if not result.get("tables"):
+        log = path.with_suffix(".runs.jsonl")
+        runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    complete_result(result, runs, None)
+    return result
+
+
 def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """One result from runs of the same protocol (e.g. disjoint ``--first-seed`` ranges).
 
     The settings (all but the seed count), the mode and the BCM of every shared arm must agree; a
     run present in two results must have the same scores (it is then counted once). The merged
-    ``tables`` are left to the caller (``quality.complete_result``).
+    ``tables`` are left to the caller (:func:`complete_result`).
 
     Raises:
         ValueError: the results differ in protocol, BCM or the scores of a shared run.
