@@ -54,6 +54,7 @@ from quality_plan import (  # noqa: E402
     ARMS,
     FULL,
     MAIN_ARMS,
+    NETS,
     QUICK,
     SECTIONS,
     Arm,
@@ -247,6 +248,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--md", type=Path, default=RESULTS_MD, help="markdown file with the ## Quality section")
     add("--no-md", action="store_true", help="do not touch the markdown file")
     add("--no-diagnostics", action="store_true", help="skip the relational diagnostics")
+    add("--nets", default=",".join(NETS), help=f"comma list of {', '.join(NETS)} (default both)")
+    add("--lr", type=float, default=None, help="peak learning rate (mode default)")
     add(
         "--first-seed",
         type=int,
@@ -273,6 +276,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value, least = getattr(args, name), 2 if name == "seeds" else 1
         if value is not None and value < least:
             parser.error(f"Expected --{name.replace('_', '-')} >= {least}, got {value}")
+    args.nets = [n for n in args.nets.split(",") if n]
+    if not args.nets or set(args.nets) - set(NETS):
+        parser.error(f"Expected --nets from {list(NETS)}, got {args.nets!r}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"Expected --lr > 0, got {args.lr}")
     if args.first_seed < 0:
         parser.error(f"Expected --first-seed >= 0, got {args.first_seed}")
     if args.render_only is not None and len(args.render_only) > 1 and args.out is None:
@@ -372,11 +380,15 @@ def main(argv: list[str] | None = None) -> int:
     from erl_losses._runtime import machine_description, resolve_device
 
     device = str(resolve_device(args.device))
-    overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k) for k in (*_SETTING_FLAGS, "lr") if getattr(args, k) is not None
+    }
     settings = replace(QUICK if args.quick else FULL, **overrides)
     default_out = f"quality{'-quick' if args.quick else ''}.json"
     out = args.out or ROOT / "benchmarks" / "results" / default_out
-    jobs = plan_jobs(args.sections, settings.seeds, tuple(args.arms), args.first_seed)
+    jobs = plan_jobs(
+        args.sections, settings.seeds, tuple(args.arms), args.first_seed, tuple(args.nets)
+    )
     cores = os.cpu_count() or 1
     default_workers = min(12, cores) if device.startswith("cuda") else cores
     workers = min(args.workers or default_workers, len(jobs))
@@ -397,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         "sections": args.sections,
         "main_arms": list(args.arms),
         "first_seed": args.first_seed,
+        "nets": list(args.nets),
         "planned_runs": len(jobs),
         "settings": asdict(settings),
         "bcms": bcms,

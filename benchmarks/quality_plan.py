@@ -112,14 +112,18 @@ def plan_jobs(
     seeds: int,
     main_arms: tuple[str, ...] = MAIN_ARMS,
     first_seed: int = 0,
+    nets: tuple[str, ...] = NETS,
 ) -> list[Job]:
     """Every distinct run the sections need (runs shared by sections appear once), for seeds
     ``first_seed .. first_seed + seeds - 1``, seed by seed (a run stopped early leaves complete
     pairs), the slowest (FECNet, batch 8) first within a seed. Runs of disjoint seed ranges with
-    the same settings can be merged afterwards (``quality.py --render-only A.json B.json``)."""
+    the same settings can be merged afterwards (``quality.py --render-only A.json B.json``).
+    Only the runs of ``nets`` are planned (the batch and alpha sections are ECLNet's)."""
     jobs: dict[str, Job] = {}
 
     def add(net: str, arm: str | None, batch: int = 4, alpha: float = 0.1) -> None:
+        if net not in nets:
+            return
         for seed in range(first_seed, first_seed + seeds):
             job = Job(net, arm, batch, alpha if arm else 0.0, seed)
             jobs.setdefault(job.key, job)

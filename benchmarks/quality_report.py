@@ -176,6 +176,7 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
                     r["settings"]["seeds"],
                     tuple(r["main_arms"]),
                     r.get("first_seed", 0),
+                    tuple(r.get("nets", NETS)),
                 )
             }
         ),

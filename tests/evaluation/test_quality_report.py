@@ -253,3 +253,17 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(modules, tmp_path, mo
     assert failures == [{"key": jobs[1].key, "error": "RuntimeError('run failed on purpose')"}]
     assert len(log.read_text().splitlines()) == 2  # the finished runs are logged
     assert all(json.loads(line)["key"] != jobs[1].key for line in log.read_text().splitlines())
+
+
+def test_nets_restrict_the_plan_and_bad_flags_are_refused(modules, monkeypatch) -> None:
+    plan, _ = modules
+    jobs = plan.plan_jobs(["main", "batch"], 2, nets=("FECNet",))
+    assert {j.net for j in jobs} == {"FECNet"}  # the batch section is ECLNet's: nothing planned
+    assert {j.batch_size for j in jobs} == {4}
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import quality
+
+    assert quality.parse_args(["--nets", "FECNet", "--lr", "5e-4"]).nets == ["FECNet"]
+    for argv in (["--nets", "DRBN"], ["--nets", ","], ["--lr", "0"], ["--lr", "-1e-3"]):
+        with pytest.raises(SystemExit):
+            quality.parse_args(argv)
