@@ -1,4 +1,10 @@
-"""Constants shared by the tests (importable as ``tests._helpers``; pytest's pythonpath is ".")."""
+"""Constants and small helpers shared by the tests (importable as ``tests._helpers``; pytest's
+pythonpath is "."). Heavy imports stay inside the helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 # A miniature BCM with every part of the real one (stride-2 encoder, grid pooling, 2 attention
 # layers, decoder) but a fraction of its cost; hypothesis tests build many of these batches.
@@ -47,3 +53,39 @@ def quality_job_failing_on_seed_1(job: object) -> dict:
     if job.seed == 1:  # type: ignore[attr-defined]
         raise RuntimeError("run failed on purpose")
     return {"key": job.key, "groups": {"Average": {"psnr": 20.0}}, "seconds": 0.0}  # type: ignore[attr-defined]
+
+
+class NoiseImages:
+    """An in-memory image source of smooth random colour images."""
+
+    def __init__(self, count: int = 3, size: int = 40) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(123)
+        low = torch.rand(count, 3, 5, 5, generator=gen)
+        smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear")
+        self.images = [(img * 255).round().to(torch.uint8) for img in smooth]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, index: int, crop: int) -> Any:
+        return self.images[index]
+
+    def provenance(self) -> dict[str, str]:
+        return {"kind": "test-noise"}
+
+
+def write_image_folder(folder: Path, count: int = 3) -> Path:
+    """``count`` random 8-bit PNGs of slightly different sizes, plus a non-image file."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (30 + i, 44, 3), dtype=np.uint8)).save(
+            folder / f"img{i}.png"
+        )
+    (folder / "notes.txt").write_text("not an image")
+    return folder

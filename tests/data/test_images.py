@@ -2,45 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from erl_losses.data.images import FolderImages, PhotoImages, RandomCrops
-
-
-class NoiseImages:
-    """An in-memory image source of smooth random colour images."""
-
-    def __init__(self, count: int = 3, size: int = 40) -> None:
-        gen = torch.Generator().manual_seed(123)
-        low = torch.rand(count, 3, 5, 5, generator=gen)
-        smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear")
-        self.images = [(img * 255).round().to(torch.uint8) for img in smooth]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def get(self, index: int, crop: int) -> torch.Tensor:
-        return self.images[index]
-
-    def provenance(self) -> dict[str, str]:
-        return {"kind": "test-noise"}
-
-
-def write_image_folder(folder: Path, count: int = 3) -> Path:
-    from PIL import Image
-
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (30 + i, 44, 3), dtype=np.uint8)).save(
-            folder / f"img{i}.png"
-        )
-    (folder / "notes.txt").write_text("not an image")
-    return folder
+from tests._helpers import NoiseImages, write_image_folder
 
 
 def test_folder_images(tmp_path):

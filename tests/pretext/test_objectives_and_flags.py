@@ -23,7 +23,7 @@ from erl_losses.pretext import (
     register_objective,
 )
 from tests._helpers import TINY_SAVED_BCM as TINY
-from tests.pretext.test_trainer import _recipe, _run
+from tests.pretext._helpers import _recipe, _run
 
 
 @pytest.fixture

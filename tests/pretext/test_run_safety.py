@@ -16,8 +16,8 @@ from erl_losses.cli import main
 from erl_losses.pretext import read_metadata
 from erl_losses.pretext.rundir import LOCK_NAME, check_output_name, run_lock
 from erl_losses.training import warmup_cosine_factor
-from tests.data.test_images import write_image_folder
-from tests.pretext.test_trainer import _equal, _recipe, _run, cli_argv
+from tests._helpers import write_image_folder
+from tests.pretext._helpers import _equal, _recipe, _run, cli_argv
 
 
 def _snapshot(folder):  # type: ignore[no-untyped-def]
