@@ -8,7 +8,7 @@ import torch
 
 from erl_losses import phase_loss
 from erl_losses.functional.phase_fused import fused_phase_distance
-from tests.core.test_phase_loss import numpy_paper, numpy_wrapped
+from tests.core._reference import numpy_paper, numpy_wrapped
 
 SIZES = [(5, 7), (6, 8), (37, 50), (36, 51), (16, 16)]
 

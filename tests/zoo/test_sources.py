@@ -14,10 +14,7 @@ import pytest
 from erl_losses.zoo import Manifest, WeightSpec, WeightsUnavailableError, Zoo
 from erl_losses.zoo.sources import HubFile, parse_hub_url
 from tests._helpers import TINY_SAVED_BCM as TINY
-from tests.zoo import test_zoo
-from tests.zoo.test_zoo import FILE, _cache_files
-
-weights = test_zoo.weights  # the same tiny BCM file fixture
+from tests.zoo._helpers import FILE, _cache_files
 
 pytest.importorskip("huggingface_hub")
 

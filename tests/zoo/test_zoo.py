@@ -17,7 +17,6 @@ import torch
 
 from erl_losses import BatchCorrelationModule, SampleRelationLoss
 from erl_losses.cli import main
-from erl_losses.pretext import save_weights
 from erl_losses.zoo import (
     ChecksumError,
     Manifest,
@@ -28,18 +27,7 @@ from erl_losses.zoo import (
 )
 from erl_losses.zoo import specs as zoo_specs
 from tests._helpers import TINY_SAVED_BCM as TINY
-
-FILE = "tiny-v1.safetensors"
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """The bytes of a tiny zoo-format BCM file."""
-    torch.manual_seed(0)
-    path = save_weights(
-        BatchCorrelationModule(**TINY), tmp_path_factory.mktemp("w") / FILE, name="tiny"
-    )
-    return path.read_bytes()
+from tests.zoo._helpers import FILE, _cache_files
 
 
 class _Server:
@@ -109,10 +97,6 @@ def _zoo(tmp_path: Path, weights: bytes, urls: list[str], **kw: object) -> Zoo:
     (tmp_path / "pkg").mkdir(exist_ok=True)
     kw.setdefault("offline", False)
     return Zoo(manifest, package_dir=tmp_path / "pkg", home=tmp_path / "home", **kw)  # type: ignore[arg-type]
-
-
-def _cache_files(zoo: Zoo) -> list[str]:
-    return sorted(p.name for p in zoo.cache_dir.iterdir()) if zoo.cache_dir.exists() else []
 
 
 # -- the real download path ---------------------------------------------------------------------
