@@ -142,7 +142,8 @@ def check_has_values(x: Tensor, name: str) -> None:
         )
 
 
-def _is_compiling() -> bool:
+def is_compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the caller (no device sync or Python-side cache then)."""
     # torch.compiler.is_compiling arrived in torch 2.3; pyproject allows 2.1.
     check = getattr(torch.compiler, "is_compiling", None)
     return bool(check()) if check is not None else False
@@ -166,7 +167,7 @@ def check_unit_range(x: Tensor, name: str, *, strict: bool) -> bool:
     Raises:
         ValueError: ``strict=True`` and ``x`` is out of range.
     """
-    if x.is_meta or x.numel() == 0 or _is_compiling():
+    if x.is_meta or x.numel() == 0 or is_compiling():
         return True
     if x.is_cuda and torch.cuda.is_current_stream_capturing():
         return True

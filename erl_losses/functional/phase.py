@@ -9,11 +9,11 @@ from torch import Tensor
 
 from erl_losses._reduction import Reduction, check_reduction, reduce
 from erl_losses._validation import (
-    _is_compiling,
     check_choice,
     check_finite,
     check_image,
     check_pair,
+    is_compiling,
 )
 from erl_losses.functional.phase_fused import fused_phase_distance, fused_phase_setting
 
@@ -89,7 +89,7 @@ _cached_real_bins = functools.lru_cache(maxsize=64)(real_bins_mask)
 def _constants(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Column weights and real-bin mask: cached in eager mode; built inline under
     ``torch.compile``, which folds them into the graph (and warns about traced caches)."""
-    if _is_compiling():
+    if is_compiling():
         return rfft_column_weights(width, device), real_bins_mask(height, width, device)
     return _cached_column_weights(width, device), _cached_real_bins(height, width, device)
 

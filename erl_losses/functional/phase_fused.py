@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from erl_losses._validation import _is_compiling
+from erl_losses._validation import is_compiling
 
 FUSED_PHASE_CHOICES: tuple[str, ...] = ("auto", "eager", "off")
 
@@ -115,7 +115,7 @@ def _run(index: int, mode: str, device: torch.device, *args: object):  # type: i
         device.type == "cuda"
         and fused_phase_setting() == "auto"
         and mode not in _compile_failed
-        and not _is_compiling()
+        and not is_compiling()
     )
     if not use_compiled:
         return eager(*args)

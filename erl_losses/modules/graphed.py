@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from erl_losses._validation import _is_compiling, check_positive_int
+from erl_losses._validation import check_positive_int, is_compiling
 from erl_losses.modules.bcm import BatchCorrelationModule
 
 __all__ = ["GraphCache", "GraphedBCM", "cuda_graphs_from_env", "graph_key"]
@@ -177,7 +177,7 @@ class GraphedBCM:
         """Whether a call on ``x`` may replay a graph (CUDA, not tracing, not capturing)."""
         return (
             x.is_cuda
-            and not _is_compiling()
+            and not is_compiling()
             and not torch.cuda.is_current_stream_capturing()
             and not torch.is_autocast_enabled()
             and not any(p.requires_grad for p in self.bcm.parameters())
