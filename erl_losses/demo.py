@@ -34,7 +34,7 @@ from erl_losses._validation import check_int, check_positive_int
 from erl_losses._version import __version__
 from erl_losses.data.pairs import PairBank
 from erl_losses.evaluation.bank import TABLE_GROUPS, format_table, group_rows, level_table
-from erl_losses.training import DEFAULT_LR, TrainResult, train_net
+from erl_losses.training import TrainResult, default_lr, train_net
 
 __all__ = [
     "NETS",
@@ -345,7 +345,7 @@ def _settings(
     if not isinstance(base, DemoSettings):
         raise TypeError(f"Expected settings to be a DemoSettings, got {type(base).__name__}")
     # Record the rate used, not None: results.json says what ran.
-    lr = base.lr if base.lr is not None else DEFAULT_LR.get(NETS[net], 1e-3)
+    lr = base.lr if base.lr is not None else default_lr(NETS[net])
     return replace(base, steps=base.steps if steps is None else steps, lr=lr)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "PairSource",
     "TrainResult",
     "curve_steps",
+    "default_lr",
     "ema_decay_at",
     "ema_model",
     "quantised_psnr",
@@ -122,6 +123,11 @@ def ema_model(net: nn.Module, decay: float) -> AveragedModel:
 DEFAULT_LR: dict[str, float] = {"ECLNet": 4e-3, "FECNet": 1e-3}
 
 
+def default_lr(net_name: str) -> float:
+    """The net's :data:`DEFAULT_LR`; 1e-3 for a net without one."""
+    return DEFAULT_LR.get(net_name, 1e-3)
+
+
 class PairSource(Protocol):
     """What :func:`train_net` trains on (:class:`erl_losses.data.PairBank` is one)."""
 
@@ -193,7 +199,7 @@ def _check_train_args(
     source: PairSource, net_name: str, steps: int, crop_size: int, lr: float | None
 ) -> float:
     """Raises on a bad argument; returns the learning rate (``None``: the net's default)."""
-    lr = DEFAULT_LR.get(net_name, 1e-3) if lr is None else lr
+    lr = default_lr(net_name) if lr is None else lr
     check_positive_int(steps, "steps")
     if crop_size > min(source.image_size):
         raise ValueError(
