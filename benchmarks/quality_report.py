@@ -150,7 +150,7 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
                 )
             bcms[label] = bcm
         for run in result["runs"]:
-            key = run.get("key") or f"{run['net']}|{run['arm']}|{run['seed']}"
+            key = run["key"]
             if key in runs:
                 if runs[key]["groups"] != run["groups"]:
                     raise ValueError(f"Expected run {key} to score alike in every file ({name})")
@@ -166,6 +166,7 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
         "sections": list(dict.fromkeys(s for r in results for s in r["sections"])),
         "main_arms": list(dict.fromkeys(a for r in results for a in r["main_arms"])),
         "first_seed": min(r.get("first_seed", 0) for r in results),
+        "nets": [n for n in NETS if any(n in r.get("nets", NETS) for r in results)],
         # the union of the files' plans: a file stopped early may be completed by a later one
         "planned_runs": len(
             {
@@ -184,7 +185,7 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
         "bcms": bcms,
         "diagnostics": {k: v for r in results for k, v in r.get("diagnostics", {}).items()},
         "failures": [f for r in results for f in r.get("failures") or []],
-        "runs": sorted(runs.values(), key=lambda r: r.get("key", "")),
+        "runs": list(runs.values()),  # sorted by complete_result
         "seconds": {"total": None if None in totals else sum(totals)},
     }
     return merged
@@ -297,8 +298,9 @@ def _delta_table(title: str, label: str, rows: dict[str, Any]) -> list[str]:
     for value, cmp in rows.items():
         b, e = cmp["baseline"]["Average"]["psnr"], cmp["erl"]["Average"]["psnr"]
         lines.append(f"| {value} | {_pm(b, 2)} | {_pm(e, 2)} | {_delta_cells(cmp)} |")
+    notes = {value: _seed_note(cmp) for value, cmp in rows.items()}
     lines.append("")
-    lines += [f"- {value}: {_seed_note(cmp)}" for value, cmp in rows.items() if _seed_note(cmp)]
+    lines += [f"- {value}: {note}" for value, note in notes.items() if note]
     return [*lines, ""]
 
 

@@ -182,6 +182,21 @@ def test_merge_joins_disjoint_seeds_and_counts_a_shared_run_once(modules) -> Non
     assert tables["main"]["ECLNet"]["phase"]["seeds"] == [0, 1, 2, 3]
 
 
+def test_merge_records_the_nets_of_its_files(modules) -> None:
+    _, report = modules
+    runs = [
+        {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.1] * 4})
+    ]
+    fec = [r for r in runs if r["net"] == "FECNet"]
+    only_fec = {**_result(fec[:4], 2), "nets": ["FECNet"]}
+    also_fec = {**_result(fec[4:], 2, first_seed=2), "nets": ["FECNet"]}
+    merged = report.merge_results([only_fec, also_fec], ["a", "b"])
+    assert merged["nets"] == ["FECNet"]
+    assert merged["planned_runs"] == len(fec)  # the plan of FECNet alone
+    older = _result([r for r in runs if r["net"] == "ECLNet"], 4)  # written before --nets: both
+    assert report.merge_results([only_fec, older], ["a", "b"])["nets"] == ["ECLNet", "FECNet"]
+
+
 def test_merge_refuses_other_settings_bcms_or_scores(modules) -> None:
     _, report = modules
     runs = [
