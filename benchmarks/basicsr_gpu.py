@@ -4,13 +4,14 @@ without ERL, ``l_relation`` in the log, and a resume -- the run docs/basicsr.md 
     python benchmarks/basicsr_gpu.py --device cuda --iters 300 --out runs/basicsr-gpu
 
 For each variant (``fecnet_baseline_msec``, ``fecnet_erl_msec``, the ERL file again with
-``ERL_LOSSES_CUDA_GRAPHS=1``, and both files with ``train.amp: bf16``) the shipped file is copied with only these changes: the dataroot
-points at a synthetic set rendered by ``erl render`` (the shipped placeholder
-``datasets/MSEC`` is not on the machine), no validation, ``total_iter`` = ``--iters``, a
-checkpoint at the end, ``print_freq`` 10 (or ``--iters``), ``--batch``/``--patch`` if given, and ``num_gpu: 0`` for
-``--device cpu`` (and ``train.amp: bf16`` for the AMP rows). The ERL run is then resumed (``--auto_resume``) for 10 more iterations. The
-printed markdown block (command, machine, date, s/iteration from basicsr's own ``time (data)``
-log fields after the first 10% of iterations, a log excerpt) is what goes into docs/basicsr.md.
+``ERL_LOSSES_CUDA_GRAPHS=1``, and both files with ``train.amp: bf16``) the shipped file is copied
+with only these changes: the dataroot points at a synthetic set rendered by ``erl render`` (the
+shipped placeholder ``datasets/MSEC`` is not on the machine), no validation, ``total_iter`` =
+``--iters``, a checkpoint at the end, ``print_freq`` 10 (or ``--iters``), ``--batch``/``--patch``
+if given, ``num_gpu: 0`` for ``--device cpu``, and ``train.amp: bf16`` for the AMP rows. The ERL
+run is then resumed (``--auto_resume``) for 10 more iterations. The printed markdown block
+(command, machine, date, s/iteration from basicsr's own ``time (data)`` log fields after the
+first 10% of iterations, a log excerpt) is what goes into docs/basicsr.md.
 """
 
 from __future__ import annotations
