@@ -17,7 +17,8 @@ Classes (``loss_weight``, ``reduction``, ``forward(pred, target, weight=None)``)
 * :class:`PhaseLoss`: ``loss_weight * L_pre`` (paper eq. 3).
 * :class:`SampleRelationLoss`: ``loss_weight * L_r`` (paper eq. 4); ``loss_weight`` default 0.1.
 * :class:`ERLCompositeLoss`: ``loss_weight * (base + relation)``, the base being any loss of the
-  host repo named by ``base.type`` and looked up as the host repo looks up its own losses.
+  host repo named by ``base.type`` and looked up as the host repo looks up its own losses. It adds its two terms,
+  ``l_base`` and ``l_relation``, to the calling model's log (see :class:`ERLCompositeLoss`).
 
 The registry adapter :mod:`erl_losses.adapters.basicsr` registers the same :class:`PhaseLoss`
 and :class:`SampleRelationLoss`, and an :class:`ERLCompositeLoss` whose base comes from BasicSR's
@@ -28,8 +29,11 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import os
-from collections.abc import Mapping
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -52,6 +56,13 @@ __all__ = [
 
 #: Where a vendored BasicSR copy keeps its loss classes (Restormer, Retinexformer, ...).
 HOST_LOSS_MODULE = "basicsr.models.losses"
+
+#: The log keys of :class:`ERLCompositeLoss`'s two terms.
+TERM_LOG_KEYS: dict[str, str] = {"base": "l_base", "relation": "l_relation"}
+
+# How many calling frames are searched for the model that owns the loss: the loss's own
+# nn.Module call frames, a wrapper criterion's, then the model's training step.
+_CALLER_DEPTH = 12
 
 _UNSET: Any = object()
 
@@ -191,6 +202,19 @@ class ERLCompositeLoss(nn.Module):
             options do not set one (``"none"`` is refused: the base loss is per pixel, the
             relation per sample, so unreduced terms cannot be added).
 
+        log_terms: report both terms in the log of the model that calls the loss (default
+            true; see below).
+
+    Logging: BasicSR models (pip basicsr and vendored copies alike) log what their training step
+    passes to ``self.reduce_loss_dict(loss_dict)``, and a stock model passes only its sum as
+    ``l_pix``. On its first call the loss finds that model -- the nearest calling method's
+    ``self`` that has a ``reduce_loss_dict`` method -- and wraps that method on the instance, so
+    that ``l_base`` and ``l_relation`` (summed over the loss's calls since the previous
+    reduction, as ``l_pix`` is) join the model's own terms: in the text log, TensorBoard, wandb,
+    and averaged over ranks under DDP as the model's terms are. The two terms are before the
+    outer ``loss_weight``. A caller without ``reduce_loss_dict`` (a hand-written loop) reads
+    :attr:`last_terms` instead.
+
     Attributes:
         last_terms: the detached ``{"base": ..., "relation": ...}`` values of the latest call,
             for logging them separately.
@@ -202,12 +226,19 @@ class ERLCompositeLoss(nn.Module):
         relation: Mapping[str, Any] | None = None,
         loss_weight: float = 1.0,
         reduction: str = "mean",
+        log_terms: bool = True,
         **unknown: Any,
     ) -> None:
         super().__init__()
         check_keys(
-            "loss ERLCompositeLoss", unknown, {"base", "relation", "loss_weight", "reduction"}
+            "loss ERLCompositeLoss",
+            unknown,
+            {"base", "relation", "loss_weight", "reduction", "log_terms"},
         )
+        if not isinstance(log_terms, bool):
+            raise TypeError(
+                f"Expected `log_terms` of ERLCompositeLoss to be true or false, got {log_terms!r}"
+            )
         if base is None:
             raise ValueError(
                 "Expected `base` of ERLCompositeLoss (a BasicSR loss such as {type: L1Loss}), "
@@ -237,6 +268,10 @@ class ERLCompositeLoss(nn.Module):
         self.relation = SampleRelationLoss(**relation_opt)
         self.base = self.build_base(base_opt)
         self.last_terms: dict[str, Tensor] = {}
+        self.log_terms = log_terms
+        # Terms not yet handed to the model's reduce_loss_dict, and the model found (weakly).
+        self._pending: dict[str, Tensor] = {}
+        self._logged_by: weakref.ReferenceType[Any] | None = None
 
     def build_base(self, opt: dict[str, Any]) -> nn.Module:
         """The base loss from its options (``type`` + keyword arguments), as the host does:
@@ -272,4 +307,70 @@ class ERLCompositeLoss(nn.Module):
             )
         relation = self.relation(pred, target)
         self.last_terms = {"base": base.detach(), "relation": relation.detach()}
+        if self.log_terms:
+            self._report_terms()
         return self.loss_weight * (base + relation)
+
+    def _report_terms(self) -> None:
+        """Queues the latest terms for the calling model's next ``reduce_loss_dict``."""
+        model = None if self._logged_by is None else self._logged_by()
+        if model is None:
+            model = _calling_model(self)
+            if model is None:
+                return
+            _wrap_reduce_loss_dict(model, self)
+            self._logged_by = weakref.ref(model)
+        for term, value in self.last_terms.items():
+            key = TERM_LOG_KEYS[term]
+            value = value.float()  # an autocast term may be half precision; the log is float32
+            self._pending[key] = value if key not in self._pending else self._pending[key] + value
+
+    def _take_pending(self) -> dict[str, Tensor]:
+        pending, self._pending = self._pending, {}
+        return pending
+
+
+def _calling_model(loss: nn.Module) -> Any:
+    """The nearest caller's ``self`` that has a ``reduce_loss_dict`` method (a BasicSR model);
+    frames of ``torch.nn.Module`` objects (the loss itself, a wrapper criterion) are passed."""
+    frame = inspect.currentframe()
+    try:
+        for _ in range(_CALLER_DEPTH):
+            if frame is None:
+                return None
+            owner = frame.f_locals.get("self")
+            if (
+                owner is not None
+                and not isinstance(owner, nn.Module)
+                and callable(getattr(owner, "reduce_loss_dict", None))
+            ):
+                return owner
+            frame = frame.f_back
+        return None
+    finally:
+        del frame  # frames reference their locals: break the cycle at once
+
+
+def _wrap_reduce_loss_dict(model: Any, loss: ERLCompositeLoss) -> None:
+    """Makes ``model.reduce_loss_dict`` add the loss's queued terms to the dict it reduces."""
+    reduce: Callable[..., Any] = model.reduce_loss_dict
+    owner = weakref.ref(loss)
+
+    def reduce_loss_dict(loss_dict: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+        source = owner()
+        pending = {} if source is None else source._take_pending()
+        if pending:
+            loss_dict = OrderedDict(loss_dict)
+            for key, value in pending.items():
+                loss_dict.setdefault(key, value.to(_device_of(loss_dict, value)))
+        return reduce(loss_dict, *args, **kwargs)
+
+    model.reduce_loss_dict = reduce_loss_dict
+
+
+def _device_of(loss_dict: Mapping[str, Any], default: Tensor) -> Any:
+    # Under DDP, reduce_loss_dict stacks the values: they must share the model terms' device.
+    for value in loss_dict.values():
+        if isinstance(value, Tensor):
+            return value.device
+    return default.device
