@@ -13,7 +13,8 @@ The package, one concept per module:
   generated from its fields);
 * :mod:`.objectives`: the stage-2 objectives registry (:func:`register_objective`);
 * :mod:`.rundir`: output names, the refusal to clobber an earlier run, the run lock;
-* :mod:`.checkpoint`: pickle-free checkpoints (model, Adam moments, crop-generator state);
+* :mod:`.data`: :class:`CropStream`, the seeded, resumable crop ``DataLoader`` (workers);
+* :mod:`.checkpoint`: pickle-free checkpoints (model, Adam moments, crop-stream positions);
 * :mod:`.stages`: the step loop (warm-up + cosine lr, logging, checkpoints, Ctrl-C);
 * :mod:`.trainer`: :func:`pretrain_bcm`, prepare -> resume -> stages -> evaluate -> export;
 * :mod:`.evaluation`: :func:`evaluate_bcm` on held-out photo crops;
@@ -46,6 +47,7 @@ __all__ = [
     "PRETEXTS",
     "STAGE2_FUSE",
     "WEIGHTS_FORMAT",
+    "CropStream",
     "FolderImages",
     "Objective",
     "PhotoImages",
@@ -71,6 +73,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "WEIGHTS_FORMAT": ("erl_losses.modules.bcm_io", "WEIGHTS_FORMAT"),
     "load_weights": ("erl_losses.modules.bcm_io", "load_bcm"),
     "read_metadata": ("erl_losses.modules.bcm_io", "read_bcm_metadata"),
+    "CropStream": ("erl_losses.pretext.data", "CropStream"),
     "FolderImages": ("erl_losses.data.images", "FolderImages"),
     "PhotoImages": ("erl_losses.data.images", "PhotoImages"),
     "RandomCrops": ("erl_losses.data.images", "RandomCrops"),

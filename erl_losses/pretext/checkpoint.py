@@ -1,7 +1,7 @@
-"""Pickle-free pretext checkpoints: model, Adam moments and crop-generator state.
+"""Pickle-free pretext checkpoints: model, Adam moments and the crop streams' positions.
 
 A checkpoint is a safetensors file: tensors ``model.*`` (the BCM), ``optim.<index>.<name>``
-(Adam's moment tensors), ``rng.crops`` (the crop generator's state) and the string metadata
+(Adam's moment tensors), ``rng.crops`` (:meth:`erl_losses.pretext.data.CropStream.state`) and the string metadata
 ``format``, ``state`` (recipe, BCM config, global step, seconds; JSON) and ``optimizer`` (Adam's
 param groups and scalar state; JSON). Restoring all of it makes a resumed run bit-identical to an
 uninterrupted one.
@@ -32,7 +32,7 @@ class Checkpoint:
 
     Attributes:
         model: the BCM ``state_dict``.
-        crops_state: the crop generator's state (``RandomCrops.set_state``).
+        crops_state: the crop streams' state (``CropStream.set_state``).
         state: ``recipe``, ``config``, ``global_step`` and ``seconds``.
         optimizer: an ``optimizer.load_state_dict`` input, or ``None`` (saved between stages).
     """

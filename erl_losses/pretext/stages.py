@@ -6,6 +6,10 @@ parameter rules are the BCM's own (:meth:`~erl_losses.BatchCorrelationModule.pre
 :meth:`~erl_losses.BatchCorrelationModule.mask_pretext_grad`, shared with the BasicSR pretext
 model), so a resumed run ends with the same weights as an uninterrupted one. The first Ctrl-C
 stops after the current step, saves a checkpoint and re-raises ``KeyboardInterrupt``.
+
+Crops come from :class:`~erl_losses.pretext.data.CropStream` (a ``DataLoader``, workers cutting
+crops while the model trains). The progress bar shows the loss, images/s and the stage's ETA;
+each checkpoint prints one line (readable in a log file, where the bar refreshes once a minute).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,10 +26,10 @@ from typing import Any
 
 import torch
 
-from erl_losses.data.images import RandomCrops
 from erl_losses.modules.bcm import BatchCorrelationModule
 from erl_losses.modules.bcm_io import save_bcm
 from erl_losses.pretext.checkpoint import save_checkpoint
+from erl_losses.pretext.data import CropStream
 from erl_losses.pretext.evaluation import random_relation
 from erl_losses.pretext.objectives import get_objective
 from erl_losses.pretext.recipe import PretextRecipe
@@ -43,7 +48,7 @@ class RunState:
     recipe: PretextRecipe
     files: RunDir
     bcm: BatchCorrelationModule
-    crops: RandomCrops
+    crops: CropStream
     provenance: dict[str, Any]
     device: torch.device
     stage1_source: dict[str, Any] | None = None
@@ -113,14 +118,26 @@ class _StopRequest:
             signal.signal(signal.SIGINT, previous)
 
 
-def _iter_steps(start: int, stop: int, desc: str, progress: bool) -> Iterator[int]:
-    from tqdm.auto import tqdm
+def _progress_bar(start: int, stop: int, desc: str, progress: bool) -> Any:
+    from tqdm import tqdm
 
-    bar = tqdm(
-        range(start, stop), initial=start, total=stop, desc=desc,
-        disable=not progress or stop <= start, dynamic_ncols=True, leave=True,
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=stop, initial=start, desc=desc, unit="step", dynamic_ncols=True, leave=True,
+        disable=not progress or stop <= start, mininterval=0.1 if interactive else 60.0,
     )  # fmt: skip
-    return iter(bar)
+
+
+def _checkpoint_line(run: RunState, stage: int, bar: Any, loss: float, images_per_s: float) -> str:
+    """One line per checkpoint: where the run is, how fast it goes, when the stage ends."""
+    rate = bar.format_dict.get("rate") or 0.0
+    left = (bar.total - bar.n) / rate if rate else float("nan")
+    eta = bar.format_interval(left) if left == left else "?"
+    return (
+        f"{time.strftime('%H:%M:%S')} step {run.global_step}/{sum(run.recipe.stage_steps)} "
+        f"(stage {stage}, epoch {run.crops.epoch(stage):.2f}): loss {loss:.5f}, "
+        f"{images_per_s:.1f} img/s, stage ETA {eta}; checkpoint {run.files.checkpoint}"
+    )
 
 
 def _stage_optimizer(run: RunState, stage: int, first: int, steps: int) -> tuple[Any, Any]:
@@ -166,38 +183,50 @@ def _run_stage(
     fuse_only = recipe.stage2_fuse == "relation"
     window: list[float] = []
     desc = f"stage {stage}/2 " + ("auto-encoder" if stage == 1 else recipe.pretext)
-    for step in _iter_steps(run.global_step, last, desc, options.progress):
-        lr = optimizer.param_groups[0]["lr"]
-        x = run.crops.sample(batch, crop).to(run.device)
-        loss = _stage_loss(run, stage, x)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Expected a finite stage-{stage} loss, got {float(loss)} at step {step - first}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.bcm.mask_pretext_grad(stage, fuse_relation_only=fuse_only)
-        optimizer.step()
-        scheduler.step()
-        run.global_step = step + 1
-        window.append(float(loss.detach()))
-        if options.callback is not None:
-            options.callback(run.global_step, stage, window[-1])
-        if len(window) == options.log_every or run.global_step == last:
-            seconds = run.elapsed_before + run.seconds
-            log.writerow(
-                (stage, step - first + 1, run.global_step, f"{sum(window) / len(window):.6f}",
-                 f"{lr:.3e}", f"{seconds:.1f}")
-            )  # fmt: skip
-            window = []
-        if run.global_step % options.checkpoint_every == 0 or run.global_step == last:
-            run.save_checkpoint(optimizer)
-        if stop.requested:
-            run.save_checkpoint(optimizer)
-            raise KeyboardInterrupt(
-                f"pretext run stopped at step {run.global_step}; checkpoint saved in "
-                f"{str(run.files.checkpoint)!r} (continue with --resume)"
-            )
+    bar = _progress_bar(run.global_step, last, desc, options.progress)
+    batches = run.crops.batches(stage, batch, crop, last - run.global_step)
+    started, start_step, shown = time.perf_counter(), run.global_step, float("nan")
+    with bar, contextlib.closing(batches):
+        for step, images in zip(range(run.global_step, last), batches, strict=True):
+            lr = optimizer.param_groups[0]["lr"]
+            x = images.to(run.device, non_blocking=True).float().div_(255.0)
+            loss = _stage_loss(run, stage, x)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"Expected a finite stage-{stage} loss, got {float(loss)} at step "
+                    f"{step - first}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.bcm.mask_pretext_grad(stage, fuse_relation_only=fuse_only)
+            optimizer.step()
+            scheduler.step()
+            run.global_step = step + 1
+            window.append(float(loss.detach()))
+            if options.callback is not None:
+                options.callback(run.global_step, stage, window[-1])
+            images_per_s = (run.global_step - start_step) * batch / (time.perf_counter() - started)
+            bar.update(1)
+            if len(window) == options.log_every or run.global_step == last:
+                seconds = run.elapsed_before + run.seconds
+                shown = sum(window) / len(window)
+                log.writerow(
+                    (stage, step - first + 1, run.global_step, f"{shown:.6f}", f"{lr:.3e}",
+                     f"{seconds:.1f}")
+                )  # fmt: skip
+                window = []
+                bar.set_postfix(loss=f"{shown:.4f}", img_s=f"{images_per_s:.1f}", refresh=False)
+            if run.global_step % options.checkpoint_every == 0 or run.global_step == last:
+                run.save_checkpoint(optimizer)
+                if not bar.disable:
+                    now = sum(window) / len(window) if window else shown
+                    bar.write(_checkpoint_line(run, stage, bar, now, images_per_s))
+            if stop.requested:
+                run.save_checkpoint(optimizer)
+                raise KeyboardInterrupt(
+                    f"pretext run stopped at step {run.global_step}; checkpoint saved in "
+                    f"{str(run.files.checkpoint)!r} (continue with --resume)"
+                )
 
 
 def train_stages(run: RunState, options: StageOptions) -> None:

@@ -2,8 +2,10 @@
 export.
 
 Everything is seeded (model initialisation, crops, flips); checkpoints hold the model, Adam's
-moments and the crop generator's state (:mod:`.checkpoint`), so an interrupted run resumed from
-its checkpoint ends with the same weights as an uninterrupted one (:mod:`.stages`). Output names
+moments and the crop streams' positions (:mod:`.checkpoint`, :mod:`.data`), so an interrupted run
+resumed from its checkpoint ends with the same weights as an uninterrupted one (:mod:`.stages`),
+whatever the number of data workers. A folder of images is scanned first: every file decoded
+once into the on-disk cache, the undecodable ones skipped with one warning naming them. Output names
 and the output folder are checked, and the folder locked, before any work (:mod:`.rundir`).
 """
 
@@ -14,6 +16,7 @@ import csv
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +27,12 @@ import torch
 from erl_losses._files import atomic_path, file_sha256
 from erl_losses._runtime import machine_description, resolve_device
 from erl_losses._version import __version__
-from erl_losses.data.images import FolderImages, PhotoImages, RandomCrops
+from erl_losses.data.images import FolderImages, PhotoImages
 from erl_losses.modules.bcm import BatchCorrelationModule
 from erl_losses.modules.bcm_io import load_bcm, read_bcm_metadata, save_bcm
 from erl_losses.pretext.card import model_card
 from erl_losses.pretext.checkpoint import load_checkpoint
+from erl_losses.pretext.data import CropStream, default_workers
 from erl_losses.pretext.evaluation import evaluate_bcm, random_relation
 from erl_losses.pretext.objectives import get_objective
 from erl_losses.pretext.recipe import PretextRecipe, default_name
@@ -51,6 +55,7 @@ class PretrainResult:
         metrics: :func:`evaluate_bcm` output (empty if evaluation was skipped).
         seconds: wall time of this call's training (excluding earlier, resumed sessions).
         total_seconds: wall time over every session of the run.
+        skipped: the image files left out because they cannot be decoded (paths).
     """
 
     bcm: BatchCorrelationModule
@@ -61,16 +66,25 @@ class PretrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     total_seconds: float = 0.0
+    skipped: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
 # prepare
 # ---------------------------------------------------------------------------------------------
-def _image_source(images: Any, max_side: int | None) -> Any:
+def _is_folders(images: Any) -> bool:
+    if isinstance(images, (str, os.PathLike)):
+        return True
+    return isinstance(images, (list, tuple)) and all(
+        isinstance(item, (str, os.PathLike)) for item in images
+    )
+
+
+def _image_source(images: Any, max_side: int | None, cache_dir: Any) -> Any:
     if images is None:
         return PhotoImages(max_side=max_side)
-    if isinstance(images, (str, os.PathLike)):
-        return FolderImages(images, max_side=max_side)
+    if _is_folders(images):
+        return FolderImages(images, max_side=max_side, cache_dir=cache_dir)
     return images
 
 
@@ -100,15 +114,23 @@ def _prepare(
     bcm_config: dict[str, Any] | None,
     stage1_from: str | os.PathLike[str] | None,
     device: torch.device,
+    data: dict[str, Any],
 ) -> RunState:
-    """Builds the seeded BCM (stage 1 from a file if asked) and the seeded crop sampler."""
+    """Builds the seeded BCM (stage 1 from a file if asked), scans an image folder and builds the
+    seeded crop stream."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         bcm = BatchCorrelationModule(**(bcm_config or {}))
     stage1_source = _take_stage1(bcm, stage1_from) if stage1_from is not None else None
-    source = _image_source(images, max_side)
+    source = _image_source(images, max_side, data["cache_dir"])
+    workers = default_workers(source) if data["workers"] is None else data["workers"]
+    if isinstance(source, FolderImages):
+        source.scan(workers=workers, cache=data["cache"], progress=data["progress"])
     provenance = source.provenance() if hasattr(source, "provenance") else {"kind": "custom"}
-    crops = RandomCrops(source, seed=recipe.seed + 1, flip=recipe.flip)
+    crops = CropStream(
+        source, seed=recipe.seed + 1, flip=recipe.flip, workers=workers,
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
     return RunState(recipe, files, bcm.to(device), crops, provenance, device, stage1_source)
 
 
@@ -126,7 +148,21 @@ def _resume(run: RunState) -> None:
             f"differences in {diff or ['config']}"
         )
     run.bcm.load_state_dict(checkpoint.model, strict=True)
-    run.crops.set_state(checkpoint.crops_state)
+    try:
+        run.crops.set_state(checkpoint.crops_state)
+    except ValueError:  # a checkpoint of the single-threaded sampler: position by the step
+        warnings.warn(
+            "The checkpoint holds the crop generator of an earlier erl-losses; the run goes on "
+            "with this version's crop stream at the checkpoint's step (the crops differ from "
+            "those of an uninterrupted run)",
+            UserWarning,
+            stacklevel=3,
+        )
+        step, (first, _) = int(checkpoint.state["global_step"]), run.recipe.stage_steps
+        run.crops.seek(
+            min(step, first) * run.recipe.stage1_batch_size,
+            max(0, step - first) * run.recipe.batch_size,
+        )
     run.global_step = int(checkpoint.state["global_step"])
     run.elapsed_before = float(checkpoint.state["seconds"])
     run.optim_state = checkpoint.optimizer
@@ -214,8 +250,12 @@ def _export(run: RunState, metrics: dict[str, Any], zoo: dict[str, Any]) -> Pret
     return PretrainResult(
         bcm=run.bcm.eval(), weights=weights, manifest_entry=files.manifest_entry,
         card=files.card, log=files.log, metrics=metrics, seconds=seconds,
-        total_seconds=total_seconds,
+        total_seconds=total_seconds, skipped=_skipped(run.crops.images),
     )  # fmt: skip
+
+
+def _skipped(source: Any) -> tuple[str, ...]:
+    return tuple(str(path) for path, _ in getattr(source, "skipped", ()))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -230,8 +270,11 @@ def pretrain_bcm(
     recipe: PretextRecipe,
     out_dir: str | os.PathLike[str],
     *,
-    images: str | os.PathLike[str] | Any | None = None,
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any | None = None,
     max_side: int | None = None,
+    workers: int | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
     bcm_config: dict[str, Any] | None = None,
     stage1_from: str | os.PathLike[str] | None = None,
     resume: bool = False,
@@ -260,9 +303,18 @@ def pretrain_bcm(
         out_dir: output folder (created). One holding an earlier run is refused unless
             ``resume`` or ``overwrite``.
         images: ``None`` for random crops of the bundled pretext-train photos, a folder of
-            normal-exposure images (e.g. MSEC's ``GT_IMAGES``), or an image source object (see
-            :class:`~erl_losses.data.images.RandomCrops`).
-        max_side: area-downscale images whose longer side exceeds this many pixels.
+            normal-exposure images (e.g. MSEC's ``GT_IMAGES``; nested folders are read too) or
+            a list of folders, or an image source object (see
+            :class:`~erl_losses.pretext.data.CropStream`). A folder is scanned before training:
+            each file decoded once, the undecodable ones skipped with one warning.
+        max_side: area-downscale images whose longer side exceeds this many pixels (with a
+            folder, 512 is the usual choice for MSEC/SICE-style training).
+        workers: ``DataLoader`` processes that decode and cut crops (``None``: one per core but
+            one for a folder, none for images in memory); the crops are the same for any value.
+        cache: keep each folder image, decoded and resized to ``max_side``, in an on-disk
+            cache keyed by the file's sha256 and ``max_side`` (only with ``max_side``).
+        cache_dir: the cache root (default
+            :func:`erl_losses.data.image_cache.default_cache_dir`).
         bcm_config: :class:`~erl_losses.BatchCorrelationModule` arguments (default: its defaults).
         stage1_from: a BCM weights file (e.g. another run's ``stage1.safetensors``) whose
             ``f_e``, ``W`` and ``f_d`` replace stage 1; ``recipe.stage1_steps`` must then be 0.
@@ -292,9 +344,10 @@ def pretrain_bcm(
     options = StageOptions(checkpoint_every, log_every, progress, callback)
     with run_lock(files.root):
         earlier = files.check(resume=resume, overwrite=overwrite)
+        data = {"workers": workers, "cache": cache, "cache_dir": cache_dir, "progress": progress}
         run = _prepare(
             recipe, files, images=images, max_side=max_side, bcm_config=bcm_config,
-            stage1_from=stage1_from, device=device,
+            stage1_from=stage1_from, device=device, data=data,
         )  # fmt: skip
         if earlier:  # `overwrite`, and the inputs proved good: only now is anything deleted
             files.clear()
