@@ -15,7 +15,7 @@ from erl_losses._validation import (
     check_pair,
     is_compiling,
 )
-from erl_losses.functional.phase_fused import fused_phase_distance, fused_phase_setting
+from erl_losses.functional.phase_fused import phase_distance
 
 PHASE_MODES: tuple[str, ...] = ("paper", "wrapped")
 
@@ -125,9 +125,13 @@ def phase_loss(
     (about half the work) with each column weighted by how often it appears in the full spectrum;
     the value equals the full-spectrum mean. The FFT always runs in float32, also under autocast
     (cuFFT's half precision supports only power-of-two sizes). The element-wise part after the
-    FFTs is one autograd node (:mod:`erl_losses.functional.phase_fused`), ``torch.compile``d on
-    CUDA: the first call of each image size there compiles (seconds);
-    ``ERL_LOSSES_FUSED_PHASE=eager`` skips compiling, ``off`` uses plain autograd ops.
+    FFTs is one autograd node (:func:`erl_losses.functional.phase_fused.phase_distance`),
+    ``torch.compile``d on CUDA, where the first call compiles (seconds; not yet measured against
+    the eager bodies on a GPU); ``ERL_LOSSES_FUSED_PHASE=eager`` never compiles.
+
+    Non-finite inputs never give a finite loss: a sample whose ``pred`` or ``target`` holds NaN
+    or inf has a NaN loss and NaN gradients (no device sync); ``check_nonfinite=True`` raises
+    instead.
 
     Args:
         pred: predicted images, shape ``(B, C, H, W)``, any channel count, floating point.
@@ -173,27 +177,6 @@ def phase_loss(
         p_re, p_im = _spectrum_parts(pred.float(), real_bins)
         t_re, t_im = _spectrum_parts(target.float(), real_bins)
         eps2 = _PAPER_EPS2 if mode == "paper" else amp_floor**4
-        if not target.requires_grad and fused_phase_setting() != "off":
-            # One autograd node for the element-wise part (compiled on CUDA): same value and
-            # gradient as the graph below, a fraction of its kernel launches.
-            sums = fused_phase_distance(p_re, p_im, t_re, t_im, columns, mode, eps2, amp_floor**2)
-            return reduce(sums / (pred.shape[1] * height * width), reduction)
-        dist = _phase_distance(p_re, p_im, t_re, t_im, mode, eps2, amp_floor)
-        per_sample = (dist * columns).sum(dim=(1, 2, 3)) / (pred.shape[1] * height * width)
+        sums = phase_distance(p_re, p_im, t_re, t_im, columns, mode, eps2, amp_floor**2)
+        per_sample = sums / (pred.shape[1] * height * width)
     return reduce(per_sample, reduction)
-
-
-def _phase_distance(
-    p_re: Tensor, p_im: Tensor, t_re: Tensor, t_im: Tensor, mode: str, eps2: float, amp_floor: float
-) -> Tensor:
-    """Per-bin phase distance of two half spectra (plain autograd ops), shape of the parts."""
-    if mode == "paper":
-        return (
-            _SafeAtan2.apply(p_im, p_re, _PAPER_EPS2) - _SafeAtan2.apply(t_im, t_re, _PAPER_EPS2)
-        ).abs()
-    # angle(z_p * conj(z_t)) is the signed angular difference, already in (-pi, pi].
-    # Written out in real arithmetic so that identical inputs give exactly 0.
-    cross, dot = p_im * t_re - p_re * t_im, p_re * t_re + p_im * t_im
-    dist = _SafeAtan2.apply(cross, dot, eps2).abs()
-    power = (t_re * t_re + t_im * t_im).detach()
-    return dist * (power / (power + amp_floor**2))
