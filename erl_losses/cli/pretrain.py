@@ -79,14 +79,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--images",
+        action="append",
         default=None,
         metavar="DIR",
-        help="folder of normal-exposure images (e.g. MSEC GT_IMAGES); default: the "
-        "pretext-train split of the photos bundled with scikit-image/-learn/matplotlib",
+        help="folder of normal-exposure images (e.g. MSEC GT_IMAGES; nested folders are read, "
+        "repeatable); default: the pretext-train split of the photos bundled with "
+        "scikit-image/-learn/matplotlib",
     )
     p.add_argument(
         "--max-side", type=int_at_least(1), default=None,
-        help="area-downscale images whose longer side exceeds this (pixels)",
+        help="area-downscale images whose longer side exceeds this (pixels; 512 for "
+        "MSEC/SICE-style training); with a folder, the resized images are cached on disk",
+    )  # fmt: skip
+    data = p.add_argument_group("data pipeline")
+    data.add_argument(
+        "--workers", type=int_at_least(0), default=None,
+        help="processes that decode images and cut crops (default: one per core but one for a "
+        "folder, 0 for the bundled photos); the crops are the same for any number",
+    )  # fmt: skip
+    data.add_argument(
+        "--no-cache", action="store_true",
+        help="decode every crop's image again instead of caching the resized images on disk",
+    )  # fmt: skip
+    data.add_argument(
+        "--cache-dir", default=None, metavar="DIR",
+        help="the image cache (default $ERL_LOSSES_HOME/images, else "
+        "~/.cache/torch/hub/erl-losses/images)",
+    )  # fmt: skip
+    data.add_argument(
+        "--dry-run", action="store_true",
+        help="report the files, the decodable count, their sizes and the estimated time per "
+        "epoch, then stop (decodes every file once; trains and writes nothing)",
     )  # fmt: skip
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/NAME)")
     p.add_argument("--name", default=None, help="zoo name of the result (default bcm-PRETEXT)")
@@ -167,9 +190,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.dry_run:
+        return _dry_run(args, recipe, bcm_config)
     try:
         result = pretrain_bcm(
-            recipe, out, images=args.images, max_side=args.max_side, bcm_config=bcm_config,
+            recipe, out, images=args.images, max_side=args.max_side, workers=args.workers,
+            cache=not args.no_cache, cache_dir=args.cache_dir, bcm_config=bcm_config,
             stage1_from=args.stage1_from, resume=args.resume, overwrite=args.overwrite,
             checkpoint_every=args.checkpoint_every, log_every=args.log_every, name=name,
             version=args.version, license=args.license, urls=args.urls,
@@ -185,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"model card:     {result.card}")
     print(f"log:            {result.log}")
     print(f"time:           {result.total_seconds:.1f} s")
+    if result.skipped:
+        print(f"skipped:        {len(result.skipped)} undecodable image files (named above)")
     if result.metrics:
         m = result.metrics
         print(
@@ -192,4 +220,17 @@ def run(args: argparse.Namespace) -> int:
             f"{m['recon_psnr_db_relation']} dB (through the relation); phase loss {m['phase_loss']} "
             f"vs {m['phase_loss_random_te']} with a random t_e"
         )
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, recipe: Any, bcm_config: dict[str, Any] | None) -> int:
+    """``--dry-run``: the data and the time per epoch, before any training."""
+    from erl_losses.pretext.dryrun import estimate_run, format_estimate
+
+    estimate = estimate_run(
+        recipe, images=args.images, max_side=args.max_side, bcm_config=bcm_config,
+        workers=args.workers, cache=not args.no_cache, cache_dir=args.cache_dir,
+        device=args.device, progress=not args.no_progress,
+    )  # fmt: skip
+    print(format_estimate(estimate, recipe))
     return 0

@@ -36,7 +36,7 @@ from erl_losses.pretext.recipe import PretextRecipe
 from erl_losses.pretext.rundir import RunDir
 from erl_losses.training import warmup_cosine
 
-__all__ = ["RunState", "StageOptions", "save_stage1", "train_stages"]
+__all__ = ["RunState", "StageOptions", "save_stage1", "stage_loss", "train_stages"]
 
 _LOG_FIELDS = ("stage", "step", "global_step", "loss", "lr", "seconds")
 
@@ -128,11 +128,13 @@ def _progress_bar(start: int, stop: int, desc: str, progress: bool) -> Any:
     )  # fmt: skip
 
 
-def _checkpoint_line(run: RunState, stage: int, bar: Any, loss: float, images_per_s: float) -> str:
+def _checkpoint_line(
+    run: RunState, stage: int, loss: float, images_per_s: float, seconds_left: float
+) -> str:
     """One line per checkpoint: where the run is, how fast it goes, when the stage ends."""
-    rate = bar.format_dict.get("rate") or 0.0
-    left = (bar.total - bar.n) / rate if rate else float("nan")
-    eta = bar.format_interval(left) if left == left else "?"
+    from tqdm import tqdm
+
+    eta = tqdm.format_interval(seconds_left)
     return (
         f"{time.strftime('%H:%M:%S')} step {run.global_step}/{sum(run.recipe.stage_steps)} "
         f"(stage {stage}, epoch {run.crops.epoch(stage):.2f}): loss {loss:.5f}, "
@@ -158,10 +160,14 @@ def _stage_optimizer(run: RunState, stage: int, first: int, steps: int) -> tuple
     return optimizer, scheduler
 
 
-def _stage_loss(run: RunState, stage: int, x: torch.Tensor) -> torch.Tensor:
+def stage_loss(
+    bcm: BatchCorrelationModule, recipe: PretextRecipe, stage: int, x: torch.Tensor
+) -> torch.Tensor:
+    """The loss of one step of ``stage`` on the batch ``x`` ``(B, 3, H, W)`` in [0, 1]: the
+    auto-encoder's L1 (stage 1) or the recipe's pretext objective (stage 2)."""
     if stage == 1:
-        return (run.bcm.reconstruct(x, relation=False) - x).abs().mean()
-    return get_objective(run.recipe.pretext).loss(run.bcm, x, run.recipe)
+        return (bcm.reconstruct(x, relation=False) - x).abs().mean()
+    return get_objective(recipe.pretext).loss(bcm, x, recipe)
 
 
 def _run_stage(
@@ -183,14 +189,14 @@ def _run_stage(
     fuse_only = recipe.stage2_fuse == "relation"
     window: list[float] = []
     desc = f"stage {stage}/2 " + ("auto-encoder" if stage == 1 else recipe.pretext)
-    bar = _progress_bar(run.global_step, last, desc, options.progress)
+    bar = _progress_bar(run.global_step - first, last - first, desc, options.progress)
     batches = run.crops.batches(stage, batch, crop, last - run.global_step)
     started, start_step, shown = time.perf_counter(), run.global_step, float("nan")
     with bar, contextlib.closing(batches):
         for step, images in zip(range(run.global_step, last), batches, strict=True):
             lr = optimizer.param_groups[0]["lr"]
             x = images.to(run.device, non_blocking=True).float().div_(255.0)
-            loss = _stage_loss(run, stage, x)
+            loss = stage_loss(run.bcm, run.recipe, stage, x)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"Expected a finite stage-{stage} loss, got {float(loss)} at step "
@@ -205,7 +211,8 @@ def _run_stage(
             window.append(float(loss.detach()))
             if options.callback is not None:
                 options.callback(run.global_step, stage, window[-1])
-            images_per_s = (run.global_step - start_step) * batch / (time.perf_counter() - started)
+            per_step = (time.perf_counter() - started) / (run.global_step - start_step)
+            images_per_s = batch / per_step
             bar.update(1)
             if len(window) == options.log_every or run.global_step == last:
                 seconds = run.elapsed_before + run.seconds
@@ -220,7 +227,8 @@ def _run_stage(
                 run.save_checkpoint(optimizer)
                 if not bar.disable:
                     now = sum(window) / len(window) if window else shown
-                    bar.write(_checkpoint_line(run, stage, bar, now, images_per_s))
+                    left = (last - run.global_step) * per_step
+                    bar.write(_checkpoint_line(run, stage, now, images_per_s, left))
             if stop.requested:
                 run.save_checkpoint(optimizer)
                 raise KeyboardInterrupt(

@@ -72,3 +72,70 @@ def test_photo_images_default_to_the_pretext_train_split():
     assert images.provenance()["kind"] == "bundled-photos"
     with pytest.raises(ValueError, match="at least one photo"):
         PhotoImages([])
+
+
+def test_folder_trees_several_folders_and_hidden_files(tmp_path):
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "gt")
+    (root / "part2" / "deeper").mkdir(parents=True)
+    Image.new("RGB", (20, 24), (10, 20, 30)).save(root / "part2" / "deeper" / "z.JPG")
+    (root / ".thumbs").mkdir()
+    Image.new("RGB", (20, 24)).save(root / ".thumbs" / "t.png")
+    (root / "._img0.png").write_bytes(b"AppleDouble")
+    images = FolderImages([root, root / "part2"])  # the nested folder listed once
+    names = [p.relative_to(root).as_posix() for p in images.files]
+    assert names == ["img0.png", "img1.png", "img2.png", "part2/deeper/z.JPG"]
+    assert FolderImages(root, recursive=False).files == images.files[:3]
+    assert images.provenance()["folder"] == [str(root), str(root / "part2")]
+
+
+def test_large_jpegs_decode_with_draft_close_to_a_full_decode(tmp_path):
+    from PIL import Image
+
+    from erl_losses.data.images import decode_image
+
+    rng = np.random.default_rng(0)
+    low = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    path = tmp_path / "big.jpg"
+    low.resize((1600, 1200), Image.BICUBIC).save(path, quality=95)
+    with Image.open(path) as probe:
+        probe.draft("RGB", (200, 150))
+        assert probe.size == (200, 150)  # decoded at 1/8 scale, never at full size
+    drafted = decode_image(path, max_side=200)
+    assert drafted.shape == (3, 150, 200)
+    full = torch.nn.functional.interpolate(
+        decode_image(path)[None].float(), (150, 200), mode="area"
+    )
+    assert float((drafted.float() - full[0]).abs().mean()) < 2.0  # grey levels of 255
+    assert decode_image(path).shape == (3, 1200, 1600)
+
+
+def test_scan_caches_resized_images_by_content_and_skips_broken_files(tmp_path):
+    import shutil
+    import warnings
+
+    from erl_losses.data.image_cache import entry_path
+
+    folder = write_image_folder(tmp_path / "gt")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    images = FolderImages(folder, max_side=32, cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match=r"Skipping 1 of 4 .*broken\.png"):
+        report = images.scan()
+    assert len(images) == 3 and report.cached == 0 and len(report.entries) == 3
+    assert [p.name for p, _ in images.skipped] == ["broken.png"]
+    assert all(e.is_file() for e in report.entries)
+    assert images.get(1, 20).shape == (3, 23, 32)  # from the cache: 31 x 44 -> 23 x 32
+    # a copy under another name is the same content: found in the cache, not decoded again
+    shutil.copy(folder / "img0.png", folder / "copy.png")
+    again = FolderImages(folder, max_side=32, cache_dir=tmp_path / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        second = again.scan()
+    assert second.cached == 4 and not second.decode_seconds
+    assert entry_path(tmp_path / "cache", "ab" * 32, 32).parent.name == "ab"
+    # without max_side nothing is cached (full-size images would fill the disk)
+    plain = FolderImages(folder, cache_dir=tmp_path / "cache2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert plain.scan().entries == [] and not (tmp_path / "cache2").exists()

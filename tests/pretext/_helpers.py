@@ -11,7 +11,7 @@ from erl_losses.pretext import PretextRecipe, pretrain_bcm
 from tests._helpers import TINY_SAVED_BCM as TINY
 from tests._helpers import NoiseImages
 
-__all__ = ["TINY", "_equal", "_recipe", "_run", "cli_argv"]
+__all__ = ["TINY", "_equal", "_recipe", "_run", "cli_argv", "write_jpeg_folder"]
 
 
 def _recipe(**kw: object) -> PretextRecipe:
@@ -51,3 +51,23 @@ def cli_argv(images: Path, out: Path, *, stage1_steps: int, stage2_steps: int) -
 
 def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def write_jpeg_folder(folder: Path, count: int = 6, *, corrupt: bool = False) -> Path:
+    """``count`` small smooth-noise JPEGs of a few sizes, one in a nested folder, plus (with
+    ``corrupt``) a truncated ``broken.jpg`` and a macOS-style hidden ``._img0.jpg``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    (folder / "nested").mkdir(parents=True)
+    for i in range(count):
+        low = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(low).resize((64 + 8 * i, 48 + 4 * i), Image.BICUBIC)
+        where = folder / "nested" if i == count - 1 else folder
+        image.save(where / f"img{i}.jpg", quality=90)
+    if corrupt:
+        whole = (folder / "img0.jpg").read_bytes()
+        (folder / "broken.jpg").write_bytes(whole[: len(whole) // 2])
+        (folder / "._img0.jpg").write_bytes(b"AppleDouble")
+    return folder

@@ -137,14 +137,16 @@ def test_ctrl_c_in_the_cli_exits_130_and_says_where_the_checkpoint_is(
 ):
     from erl_losses.pretext import stages
 
-    real = stages._stage_loss
+    real = stages.stage_loss
+    calls: list[int] = []
 
-    def loss_then_interrupt(run, stage, x):  # type: ignore[no-untyped-def]
-        if run.global_step == 1:
+    def loss_then_interrupt(bcm, recipe, stage, x):  # type: ignore[no-untyped-def]
+        calls.append(stage)
+        if len(calls) == 2:  # during the second step
             os.kill(os.getpid(), signal.SIGINT)
-        return real(run, stage, x)
+        return real(bcm, recipe, stage, x)
 
-    monkeypatch.setattr(stages, "_stage_loss", loss_then_interrupt)
+    monkeypatch.setattr(stages, "stage_loss", loss_then_interrupt)
     images = write_image_folder(tmp_path / "gt")
     out = tmp_path / "o"
     argv = [*cli_argv(images, out, stage1_steps=3, stage2_steps=1), "--no-eval"]
