@@ -45,6 +45,7 @@ from erl_losses.adapters._options import (
     check_loss_weight,
     check_mapping,
 )
+from erl_losses.modules.bcm_io import PretrainedBCM, resolve_bcm
 
 __all__ = [
     "HOST_LOSS_MODULE",
@@ -111,10 +112,13 @@ def build_relation_bcm(
             arguments, which builds an UNTRAINED BCM (the "no pretext" ablation, and fast tests).
         work_size: overrides the BCM's working resolution (``None``: full resolution).
     """
+    return _relation_bcm(bcm, work_size).bcm
+
+
+def _relation_bcm(bcm: Any, work_size: Any) -> PretrainedBCM:
+    """:func:`build_relation_bcm` with the zoo entry a name brings (its loss variant)."""
     overrides = {} if work_size is _UNSET else {"work_size": work_size}
     if bcm is None or isinstance(bcm, (str, os.PathLike, erl_losses.BatchCorrelationModule)):
-        from erl_losses.zoo import resolve_bcm
-
         return resolve_bcm(bcm, **overrides)
     if isinstance(bcm, Mapping):
         config = {**bcm, **overrides}
@@ -123,7 +127,7 @@ def build_relation_bcm(
             config,
             accepted_keys(erl_losses.BatchCorrelationModule.__init__),
         )
-        return erl_losses.BatchCorrelationModule(**config)
+        return PretrainedBCM(erl_losses.BatchCorrelationModule(**config), None)
     raise TypeError(
         "Expected `bcm` to be a zoo name, a path, a mapping of BatchCorrelationModule options or "
         f"null (the default BCM), got {type(bcm).__name__}: {bcm!r}"
@@ -159,13 +163,11 @@ class SampleRelationLoss(nn.Module):
         core_keys = accepted_keys(erl_losses.SampleRelationLoss.__init__)
         check_keys("loss SampleRelationLoss", options, core_keys | {"loss_weight", "work_size"})
         self.loss_weight = check_loss_weight("SampleRelationLoss", loss_weight)
-        if options.get("variant") is None and not isinstance(bcm, (Mapping, nn.Module)):
-            # a zoo name (or null) brings the loss variant its manifest entry records
-            from erl_losses.losses.relation import recorded_variant
-
-            options["variant"] = recorded_variant(bcm)
+        resolved = _relation_bcm(bcm, work_size)
+        if options.get("variant") is None:
+            options["variant"] = resolved.variant  # a zoo name's entry records it; else "paper"
         self.loss = erl_losses.SampleRelationLoss(
-            build_relation_bcm(bcm, work_size),
+            resolved.bcm,
             reduction=reduction,  # type: ignore[arg-type]
             **options,
         )

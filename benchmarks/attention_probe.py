@@ -16,7 +16,8 @@ import torch
 
 from erl_losses.data.photos import load_photo, split_photos
 from erl_losses.data.render import render_exposures
-from erl_losses.zoo import load_bcm, names
+from erl_losses.modules import BatchCorrelationModule
+from erl_losses.zoo import names
 
 BATCH, CROP, BATCHES = 8, 128, 16
 LEVELS = ("N1.5", "N1", "P1", "P1.5")
@@ -48,7 +49,7 @@ def main() -> None:
     )
     print("|---|---|---|---|")
     for name in names():
-        bcm = load_bcm(name)
+        bcm = BatchCorrelationModule.from_pretrained(name)
         max_w, entropy, gap = [], [], []
         with torch.no_grad():
             for gt, lq in batches:

@@ -3,9 +3,9 @@
 >>> from erl_losses import zoo
 >>> zoo.names()                                   # doctest: +SKIP
 ['bcm-phase-photos', 'bcm-l1-photos', 'bcm-none-photos']
->>> bcm = zoo.load_bcm()                          # the default BCM, offline: it ships here
->>> sorted(bcm.config)[:2]
-['channels', 'd_model']
+>>> path, spec = zoo.resolve()                    # the default BCM's file: it ships here
+>>> path.suffix, spec.name == zoo.default_name()
+('.safetensors', True)
 
 ``manifest.json`` (human-readable) lists every BCM: name, version, file, sha256, size, URLs,
 config, recipe, data provenance, measured numbers and license; ``cards/<name>.md`` are the model
@@ -14,14 +14,19 @@ default ``torch.hub.get_dir()/erl-losses``), else a download (``ERL_LOSSES_MIRRO
 then the manifest's ``https://`` or ``hf://`` URLs, see ``sources.py``) that is sha256-verified
 and atomically moved into the cache.
 ``ERL_LOSSES_OFFLINE=1`` forbids the network. Nothing is ever unpickled.
+
+The zoo builds no modules and imports no torch: it turns a name into a verified local file and
+its :class:`WeightSpec`. A module is built from that file by :mod:`erl_losses.modules.bcm_io`,
+reached through ``BatchCorrelationModule.from_pretrained`` or
+``SampleRelationLoss.from_pretrained``.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from erl_losses.zoo.specs import MANIFEST, Manifest, WeightSpec, load_manifest
 from erl_losses.zoo.store import (
@@ -35,15 +40,10 @@ from erl_losses.zoo.store import (
     file_sha256,
     home_dir,
     is_offline,
-    load_bcm_file,
 )
-
-if TYPE_CHECKING:
-    from erl_losses.modules.bcm import BatchCorrelationModule
 
 __all__ = [
     "MANIFEST",
-    "OVERRIDABLE",
     "ChecksumError",
     "DownloadError",
     "Manifest",
@@ -60,22 +60,11 @@ __all__ = [
     "get_spec",
     "home_dir",
     "is_offline",
-    "load_bcm",
-    "load_bcm_file",
     "load_manifest",
     "names",
-    "resolve_bcm",
+    "resolve",
     "verify",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # OVERRIDABLE lives with the weights file (which imports torch); keep `erl zoo list` light.
-    if name == "OVERRIDABLE":
-        from erl_losses.modules.bcm_io import OVERRIDABLE
-
-        return OVERRIDABLE
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,7 +80,7 @@ def names() -> list[str]:
 
 
 def default_name() -> str:
-    """The name :func:`load_bcm` loads for ``None``."""
+    """The name :func:`resolve` resolves for ``None``."""
     return default_zoo().default
 
 
@@ -100,64 +89,21 @@ def get_spec(name: str) -> WeightSpec:
     return default_zoo().spec(name)
 
 
-def load_bcm(
-    name_or_path: str | os.PathLike[str] | None = None, **overrides: Any
-) -> BatchCorrelationModule:
-    """A pretrained :class:`~erl_losses.BatchCorrelationModule`, in eval mode.
-
-    Args:
-        name_or_path: ``None`` for the default BCM, a zoo name (:func:`names`), or a path to a
-            safetensors file written by :func:`erl_losses.modules.bcm_io.save_bcm` (an
-            ``os.PathLike``, or a string ending in ``.safetensors`` or containing ``/``).
-        **overrides: config entries that keep the weights' meaning (``work_size``).
+def resolve(
+    name_or_path: str | os.PathLike[str] | None = None,
+) -> tuple[Path, WeightSpec | None]:
+    """A local weights file and its spec (see :meth:`Zoo.resolve`): for ``None`` (the default
+    BCM) or a zoo name the sha256-verified file, fetched if needed, and its :class:`WeightSpec`;
+    for a path (an ``os.PathLike``, or a string ending in ``.safetensors`` or containing ``/``)
+    the path and ``None``.
 
     Raises:
+        TypeError: ``name_or_path`` is none of the above.
         UnknownModelError: an unknown name (the message lists the known ones).
         ChecksumError: a shipped or cached file whose sha256 differs from the manifest.
         WeightsUnavailableError: not shipped or cached, and offline or the download failed.
     """
-    return default_zoo().load_bcm(name_or_path, **overrides)
-
-
-def resolve_bcm(
-    bcm: BatchCorrelationModule | str | os.PathLike[str] | None = None, **overrides: Any
-) -> BatchCorrelationModule:
-    """The one resolver "BCM, zoo name or path -> module".
-
-    Args:
-        bcm: a :class:`~erl_losses.BatchCorrelationModule` (returned as it is, with the
-            overrides applied in place), ``None`` (the zoo's default BCM), a zoo name, or a path
-            to a weights file (an ``os.PathLike``, or a string ending in ``.safetensors`` or
-            containing ``/``). Named weights are sha256-verified before use; every file's config
-            and weights are validated (:func:`erl_losses.modules.bcm_io.load_bcm`).
-        **overrides: config entries that keep the weights' meaning (``work_size``).
-
-    Returns:
-        The module (a loaded one is in eval mode).
-
-    Raises:
-        TypeError: ``bcm`` is none of the above.
-        UnknownModelError: an unknown name (the message lists the known ones).
-        ChecksumError: a shipped or cached file whose sha256 differs from the manifest.
-        WeightsUnavailableError: not shipped or cached, and offline or the download failed.
-    """
-    from erl_losses.modules.bcm import BatchCorrelationModule
-
-    if isinstance(bcm, BatchCorrelationModule):
-        from erl_losses.modules.bcm_io import OVERRIDABLE
-
-        bad = sorted(set(overrides) - set(OVERRIDABLE))
-        if bad:
-            raise ValueError(f"Expected overrides among {list(OVERRIDABLE)}, got {bad}")
-        if "work_size" in overrides:
-            bcm.set_work_size(overrides["work_size"])
-        return bcm
-    if bcm is not None and not isinstance(bcm, (str, os.PathLike)):
-        raise TypeError(
-            "Expected `bcm` to be a BatchCorrelationModule, a zoo name, a path or None, got "
-            f"{type(bcm).__name__}"
-        )
-    return default_zoo().load_bcm(bcm, **overrides)
+    return default_zoo().resolve(name_or_path)
 
 
 def fetch(name: str | None = None, *, force: bool = False) -> Path:
@@ -165,6 +111,11 @@ def fetch(name: str | None = None, *, force: bool = False) -> Path:
     return default_zoo().fetch(name, force=force)
 
 
-def verify(name_or_path: str | os.PathLike[str] | None = None) -> list[Verification]:
-    """Checks local files against the manifest (every entry for ``None``); never downloads."""
-    return default_zoo().verify(name_or_path)
+def verify(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    load_check: Callable[[Path], str] | None = None,
+) -> list[Verification]:
+    """Checks local files against the manifest (every entry for ``None``); never downloads.
+    ``load_check``: see :meth:`Zoo.verify`."""
+    return default_zoo().verify(name_or_path, load_check=load_check)

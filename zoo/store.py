@@ -12,13 +12,11 @@ loaded with ``strict=True``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from erl_losses._files import file_sha256
 from erl_losses.zoo.specs import MANIFEST, Manifest, WeightSpec, load_manifest
@@ -37,7 +35,6 @@ __all__ = [
     "file_sha256",
     "home_dir",
     "is_offline",
-    "load_bcm_file",
 ]
 
 
@@ -98,19 +95,6 @@ def _check_file(path: Path, spec: WeightSpec, where: str, remedy: str) -> None:
             f"{spec.name!r}: expected sha256 {spec.sha256} ({spec.size} bytes), got {digest} "
             f"({size} bytes). The file is damaged or was replaced and was NOT loaded; {remedy}"
         )
-
-
-def load_bcm_file(
-    path: str | os.PathLike[str],
-    *,
-    expected_config: dict[str, Any] | None = None,
-    **overrides: Any,
-) -> Any:
-    """Builds a BCM from a weights file: :func:`erl_losses.modules.bcm_io.load_bcm` (kept
-    under this name for existing callers; nothing is checksummed here)."""
-    from erl_losses.modules.bcm_io import load_bcm
-
-    return load_bcm(path, expected_config=expected_config, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +182,7 @@ class Zoo:
 
     @property
     def default(self) -> str:
-        """The name :meth:`load_bcm` uses for ``None``."""
+        """The name :meth:`resolve` uses for ``None``."""
         if self.manifest.default is None:
             raise WeightsUnavailableError("Expected the zoo manifest to name a default, got none")
         return self.manifest.default
@@ -289,29 +273,43 @@ class Zoo:
             f"Nothing was left in the cache; {self._where_to_put(spec)}."
         )
 
-    # -- loading --------------------------------------------------------------------------------
-    def load_bcm(self, name_or_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:
-        """A pretrained :class:`~erl_losses.BatchCorrelationModule` (eval mode).
+    # -- resolving ------------------------------------------------------------------------------
+    def resolve(
+        self, name_or_path: str | os.PathLike[str] | None = None
+    ) -> tuple[Path, WeightSpec | None]:
+        """A local weights file and its spec: for ``None`` (the default) or a zoo name the
+        sha256-verified file (fetched if needed) and its entry; for a path the path and ``None``.
 
         Args:
-            name_or_path: ``None`` (the default BCM), a zoo name, or a path to a safetensors file
-                (an ``os.PathLike``, or a string ending in ``.safetensors`` or containing a path
+            name_or_path: ``None``, a zoo name, or a path to a safetensors file (an
+                ``os.PathLike``, or a string ending in ``.safetensors`` or containing a path
                 separator).
-            **overrides: entries of :data:`erl_losses.modules.bcm_io.OVERRIDABLE`, e.g. ``work_size=None``.
+
+        Raises:
+            TypeError: ``name_or_path`` is none of the above.
+            UnknownModelError, ChecksumError, WeightsUnavailableError: see :meth:`fetch`.
         """
         if _is_path(name_or_path):
-            return load_bcm_file(Path(name_or_path), **overrides)  # type: ignore[arg-type]
+            return Path(name_or_path), None  # type: ignore[arg-type]
         spec = self.spec(self.default if name_or_path is None else name_or_path)  # type: ignore[arg-type]
-        return load_bcm_file(self.fetch(spec.name), expected_config=spec.bcm_config, **overrides)
+        return self.fetch(spec.name), spec
 
     # -- verification ---------------------------------------------------------------------------
-    def verify(self, name_or_path: str | os.PathLike[str] | None = None) -> list[Verification]:
+    def verify(
+        self,
+        name_or_path: str | os.PathLike[str] | None = None,
+        *,
+        load_check: Callable[[Path], str] | None = None,
+    ) -> list[Verification]:
         """Checks local files against the manifest without downloading anything.
 
         Args:
             name_or_path: ``None`` checks every entry; a name checks that entry's local file; a
-                path checks that file: its sha256 is looked up in the manifest, and a file that
-                matches no entry must at least load as a BCM.
+                path checks that file: its sha256 is looked up in the manifest.
+            load_check: for a path that matches no entry: loads it and describes it, raising
+                ``ValueError`` or ``FileNotFoundError`` if it is not a usable BCM file (``erl zoo
+                verify`` passes one built on :mod:`erl_losses.modules.bcm_io`; the zoo itself
+                builds no modules). Without it such a file counts as ``unregistered``, unloaded.
 
         Returns:
             One :class:`Verification` per entry or file.
@@ -319,7 +317,7 @@ class Zoo:
         if name_or_path is None:
             return [self._verify_name(name) for name in self.names()]
         if _is_path(name_or_path):
-            return [self._verify_path(Path(name_or_path))]  # type: ignore[arg-type]
+            return [self._verify_path(Path(name_or_path), load_check)]  # type: ignore[arg-type]
         return [self._verify_name(name_or_path)]  # type: ignore[arg-type]
 
     def _verify_name(self, name: str) -> Verification:
@@ -339,9 +337,9 @@ class Zoo:
         where = "shipped" if path == self.shipped_path(spec) else "cached"
         return Verification(name, path, "ok", True, f"{where}, sha256 ok", digest)
 
-    def _verify_path(self, path: Path) -> Verification:
-        """A file is ``ok`` if its sha256 is a manifest entry's; else it must load as a BCM
-        (finite weights, valid config) to count as ``unregistered`` rather than ``invalid``."""
+    def _verify_path(self, path: Path, load_check: Callable[[Path], str] | None) -> Verification:
+        """A file is ``ok`` if its sha256 is a manifest entry's; else, with ``load_check``, it
+        must pass it to count as ``unregistered`` rather than ``invalid``."""
         if not path.is_file():
             return Verification(None, path, "missing", False, "no such file")
         digest = file_sha256(path)
@@ -359,8 +357,13 @@ class Zoo:
                 f"sha256 checksum mismatch with zoo entry {spec.name!r}: expected {spec.sha256}, "
                 f"got {digest}", digest,
             )  # fmt: skip
+        if load_check is None:
+            return Verification(
+                None, path, "unregistered", True,
+                "matches no registered entry (not loaded)", digest,
+            )  # fmt: skip
         try:
-            bcm = load_bcm_file(path)
+            description = load_check(path)
         except (ValueError, FileNotFoundError) as err:
             return Verification(
                 None, path, "invalid", False,
@@ -368,7 +371,7 @@ class Zoo:
             )  # fmt: skip
         return Verification(
             None, path, "unregistered", True,
-            f"matches no registered entry; a loadable BCM ({bcm.config})", digest,
+            f"matches no registered entry; {description}", digest,
         )  # fmt: skip
 
 
@@ -382,16 +385,3 @@ def _is_path(value: object) -> bool:
             f"Expected `name_or_path` to be None, a zoo name or a path, got {type(value).__name__}"
         )
     return False
-
-
-def write_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> None:
-    """Writes ``manifest`` as indented JSON (how ``manifest.json`` is maintained)."""
-    Path(path).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
-
-
-def add_entry(manifest: Manifest, entry: dict[str, Any], default: bool = False) -> Manifest:
-    """A new manifest with ``entry`` (e.g. from ``erl pretrain``'s ``*.manifest.json``) added or
-    replacing the entry of the same name."""
-    spec = WeightSpec.from_dict(entry)
-    specs: Sequence[WeightSpec] = [s for s in manifest.specs if s.name != spec.name] + [spec]
-    return Manifest(specs=tuple(specs), default=spec.name if default else manifest.default)

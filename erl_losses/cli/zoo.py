@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(path)
         return 0
-    results = zoo.verify(args.target)
+    results = zoo.verify(args.target, load_check=_loadable_bcm)
     failed = 0
     for result in results:
         failed += not result.ok
@@ -80,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
     if args.target is None and missing_only:
         return 0  # listing everything: entries that are only downloadable are not failures
     return 1 if failed else 0
+
+
+def _loadable_bcm(path: Path) -> str:
+    """How ``erl zoo verify FILE`` checks a file that matches no zoo entry: it must load."""
+    from erl_losses.modules.bcm_io import load_bcm  # torch, only for such a file
+
+    return f"a loadable BCM ({load_bcm(path).config})"
 
 
 def _list(zoo, as_json: bool) -> int:  # type: ignore[no-untyped-def]

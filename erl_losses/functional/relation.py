@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -11,8 +11,29 @@ from erl_losses._reduction import Reduction, check_reduction, reduce
 from erl_losses._validation import check_choice, check_finite, check_image, check_pair
 from erl_losses.distributed import all_gather_rows, gather_active, gather_sizes
 
-if TYPE_CHECKING:
-    from erl_losses.modules.bcm import BatchCorrelationModule
+
+class RelationEncoder(Protocol):
+    """What the loss needs of a BCM: :class:`~erl_losses.BatchCorrelationModule` and
+    :class:`~erl_losses.modules.graphed.GraphedBCM` both are one. Written as a protocol so that
+    the functional layer does not import the modules built on it."""
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def min_size(self) -> int: ...
+
+    @property
+    def token_dim(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    def encode_tokens(self, x: Tensor) -> Tensor: ...
+
+    def relate(self, tokens: Tensor) -> Tensor: ...
 
 
 #: Variants of eq. 4. ``"paper"``: ``mean |F'(pred) - F'(gt)|`` as published. ``"centred"``
@@ -31,7 +52,7 @@ def relation_distance(feat_pred: Tensor, feat_target: Tensor, reduction: Reducti
 def sample_relation_loss(
     pred: Tensor,
     target: Tensor,
-    bcm: BatchCorrelationModule,
+    bcm: RelationEncoder,
     reduction: Reduction = "mean",
     check_nonfinite: bool = False,
     gather: bool = False,
@@ -52,9 +73,12 @@ def sample_relation_loss(
         pred: corrected images ``(B, 3, H, W)`` in ``[0, 1]``, ``B >= 2`` for a relation
             (with ``B = 1`` it degenerates to a per-sample feature loss).
         target: ground-truth images, the same shape and device.
-        bcm: a (pretrained) :class:`~erl_losses.BatchCorrelationModule`.
+        bcm: a (pretrained) :class:`~erl_losses.BatchCorrelationModule` on the inputs' device
+            (any :class:`RelationEncoder`).
         reduction: ``"mean"`` (over the batch), ``"sum"`` or ``"none"`` (``(B,)`` per sample).
-        check_nonfinite: raise ``ValueError`` on NaN/inf inputs (syncs the GPU).
+        check_nonfinite: raise ``ValueError`` on NaN/inf inputs (syncs the GPU). Without it a
+            NaN or inf anywhere in ``pred`` or ``target`` makes the loss of EVERY sample NaN, and
+            the gradient too (the BCM relates the samples, so one bad sample reaches all).
         gather: relate the GLOBAL batch across the ranks of an initialised torch.distributed
             process group: the per-sample tokens (``bcm.encode_tokens``) of ``pred`` (with
             gradients) and ``target`` are all-gathered in rank order, so every rank returns the
@@ -93,21 +117,37 @@ def sample_relation_loss(
     if check_nonfinite:
         check_finite(pred, "pred")
         check_finite(target, "target")
+    if pred.device != bcm.device:
+        raise ValueError(
+            f"Expected `pred` and `target` on the BCM's device {bcm.device}, got {pred.device} "
+            "(move the BCM with `.to(device)`; SampleRelationLoss moves it by itself)"
+        )
     feat_pred, feat_target = _relation_features(pred, target, bcm, gather)
     if variant == "centred":
         feat_pred = feat_pred - feat_pred.mean(dim=0, keepdim=True)
         feat_target = feat_target - feat_target.mean(dim=0, keepdim=True)
-    return relation_distance(feat_pred, feat_target, reduction)
+    distance = relation_distance(feat_pred, feat_target, "none")
+    return reduce(distance * _nan_if_nonfinite(pred, target), reduction)
+
+
+def _nan_if_nonfinite(pred: Tensor, target: Tensor) -> Tensor:
+    """1, or NaN when either batch holds NaN or inf (``0 * inf`` is NaN), without a device sync.
+
+    A factor rather than a term, so that the gradient reaching ``pred`` is NaN too when only
+    ``target`` is bad (``abs``'s gradient at a NaN feature difference is 0, not NaN); the
+    target stays out of the graph, as in the loss.
+    """
+    return 1.0 + 0.0 * (pred.sum(dtype=torch.float32) + target.detach().sum(dtype=torch.float32))
 
 
 def _relation_features(
-    pred: Tensor, target: Tensor, bcm: BatchCorrelationModule, gather: bool
+    pred: Tensor, target: Tensor, bcm: RelationEncoder, gather: bool
 ) -> tuple[Tensor, Tensor]:
     """``(F'(pred), F'(target))``, each ``(N, D)``: local, or of the global batch with gather."""
     # The BCM runs in its own precision (float32) even under autocast: the loss is a small
     # difference of two feature sets, and bf16 rounding of the features (~0.4 %) is of the order
     # of the loss itself. With `work_size` the BCM costs well under 1 % of a training step.
-    with torch.autocast(device_type=bcm.fuse.weight.device.type, enabled=False):
+    with torch.autocast(device_type=pred.device.type, enabled=False):
         if gather_active(gather):
             with torch.no_grad():
                 tokens_target = bcm.encode_tokens(target)

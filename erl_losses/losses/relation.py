@@ -6,6 +6,7 @@ import os
 import warnings
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
@@ -13,18 +14,8 @@ from erl_losses._validation import UnitRangeChecked, check_choice, check_tensor
 from erl_losses.distributed import world_size
 from erl_losses.functional.relation import RELATION_VARIANTS, sample_relation_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
+from erl_losses.modules.bcm_io import load_pretrained, resolve_bcm
 from erl_losses.modules.graphed import GraphedBCM, cuda_graphs_from_env
-
-
-def recorded_variant(name_or_path: str | os.PathLike[str] | None) -> str:
-    """The loss variant a zoo entry records (``None``: the default entry); ``"paper"`` for a
-    path or a name outside the shipped manifest."""
-    from erl_losses import zoo
-
-    name = zoo.default_name() if name_or_path is None else name_or_path
-    if isinstance(name, str) and name in zoo.names():
-        return zoo.get_spec(name).loss_variant
-    return "paper"
 
 
 class SampleRelationLoss(UnitRangeChecked, nn.Module):
@@ -35,8 +26,13 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
 
     The BCM is frozen for good: its parameters never require grad, it is not a registered
     sub-module (so ``loss.parameters()`` is empty and nothing reaches an optimiser or a
-    checkpoint), it follows ``.to()``/``.cuda()``/``.double()``, and it stays in eval mode even
-    after ``loss.train()``, so the loss is deterministic in train mode.
+    checkpoint), and it stays in eval mode even after ``loss.train()``, so the loss is
+    deterministic in train mode. It follows the inputs: on the first call with inputs on another
+    device it moves there (``SampleRelationLoss.from_pretrained()`` works as it is in a CUDA
+    trainer), keeping its dtype. ``nn.Module`` transformations reach it with its values kept:
+    ``.to()``, ``.cuda()``, ``.half()``, ``.double()`` convert it, ``share_memory()`` shares it,
+    and ``to_empty()`` -- which no checkpoint could undo, the BCM being outside the
+    ``state_dict`` -- moves it with its weights instead of leaving uninitialised memory.
 
     Args:
         bcm: a :class:`~erl_losses.BatchCorrelationModule`, a zoo name or a safetensors path;
@@ -49,7 +45,8 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
             Without a process group it warns once and relates the local batch.
         variant: ``"paper"`` (eq. 4) or ``"centred"`` (our extension, see
             :data:`~erl_losses.functional.relation.RELATION_VARIANTS`). ``None``: the variant the
-            zoo entry records when ``bcm`` is a zoo name or ``None``, else ``"paper"``.
+            zoo entry records when ``bcm`` is a zoo name or ``None`` (it comes with the entry),
+            else ``"paper"``.
         check_range: raise when ``pred`` or ``target`` is clearly outside [0, 1] (below -0.5 or
             above 1.5, e.g. 0-255 images), checked on every call. By default only the first call
             is checked, and it warns (one device sync in the loss's lifetime).
@@ -86,18 +83,16 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
         super().__init__()
         self.check_range = check_range
         self._range_checked = False
-        if variant is None:
-            variant = "paper" if isinstance(bcm, nn.Module) else recorded_variant(bcm)
-        self.variant = check_choice(variant, "variant", RELATION_VARIANTS)
+        resolved = resolve_bcm(bcm)  # a module passes through; a name brings its zoo entry
+        self.variant = check_choice(
+            resolved.variant if variant is None else variant, "variant", RELATION_VARIANTS
+        )
         self.reduction = check_reduction(reduction)
         self.check_nonfinite = check_nonfinite
         if not isinstance(gather, bool):
             raise TypeError(f"Expected `gather` to be a bool, got {type(gather).__name__}")
         self.gather = gather
-        if not isinstance(bcm, BatchCorrelationModule):
-            from erl_losses.zoo import resolve_bcm  # the one resolver; it rejects other types
-
-            bcm = resolve_bcm(bcm)
+        bcm = resolved.bcm
         bcm.requires_grad_(False).eval()
         # Bypass nn.Module.__setattr__ so the BCM is not a child: no parameters, no state_dict.
         object.__setattr__(self, "_bcm", bcm)
@@ -109,16 +104,17 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
     def from_pretrained(
         cls, name_or_path: str | os.PathLike[str] | None = None, **kwargs: Any
     ) -> SampleRelationLoss:
-        """Builds the loss around a zoo BCM (``None``: the default) or a safetensors file.
+        """Builds the loss around a zoo BCM (``None``: the default) or a safetensors file,
+        loaded by :func:`erl_losses.modules.bcm_io.load_pretrained`.
 
-        ``kwargs`` go to the constructor, except ``work_size`` which overrides the BCM's.
+        ``kwargs`` go to the constructor, except ``work_size`` which overrides the BCM's. Without
+        ``variant``, a zoo entry's recorded variant is used (``"paper"`` for a file).
         """
-        from erl_losses.zoo import resolve_bcm
-
         overrides = {"work_size": kwargs.pop("work_size")} if "work_size" in kwargs else {}
+        loaded = load_pretrained(name_or_path, **overrides)
         if kwargs.get("variant") is None:
-            kwargs["variant"] = recorded_variant(name_or_path)
-        return cls(resolve_bcm(name_or_path, **overrides), **kwargs)
+            kwargs["variant"] = loaded.variant
+        return cls(loaded.bcm, **kwargs)
 
     @property
     def bcm(self) -> BatchCorrelationModule:
@@ -127,10 +123,15 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
         super()._apply(fn, recurse)
-        self._bcm._apply(fn, recurse)
+        _apply_keeping_values(self._bcm, fn)
         if self._graphed is not None:
             self._graphed.cache.clear()  # captured for the old device or dtype
         return self
+
+    def _follow(self, pred: Tensor) -> None:
+        """Moves the BCM to ``pred``'s device if it is elsewhere (its dtype stays)."""
+        if pred.device != self._bcm.device and pred.device.type != "meta":
+            self.to(pred.device)
 
     def train(self, mode: bool = True) -> SampleRelationLoss:
         super().train(mode)
@@ -141,6 +142,7 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
         check_tensor(pred, "pred")
         check_tensor(target, "target")
         self._check_pair_range(pred, target)
+        self._follow(pred)
         global_batch = self.gather and world_size() > 1
         if pred.ndim == 4 and pred.shape[0] == 1 and not global_batch and not self._warned_single:
             self._warned_single = True
@@ -154,7 +156,7 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
         return sample_relation_loss(
             pred,
             target,
-            self._bcm if self._graphed is None else self._graphed,  # type: ignore[arg-type]
+            self._bcm if self._graphed is None else self._graphed,
             self.reduction,
             check_nonfinite=self.check_nonfinite,
             gather=self.gather,
@@ -165,3 +167,31 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
         gather = ", gather=True" if self.gather else ""
         variant = f", variant={self.variant!r}" if self.variant != "paper" else ""
         return f"reduction={self.reduction!r}{gather}{variant}, bcm={self._bcm.config}"
+
+
+def _apply_keeping_values(bcm: BatchCorrelationModule, fn) -> None:  # type: ignore[no-untyped-def]
+    """``bcm._apply(fn)`` for a frozen BCM whose values no checkpoint can restore.
+
+    Each new tensor ``fn`` makes gets the old one's values (a no-op after ``.to()``, a restore
+    after ``to_empty()``, which would leave uninitialised memory); an in-place ``fn``
+    (``share_memory_``) acts as it is.
+
+    Raises:
+        RuntimeError: the BCM is on the ``meta`` device (it holds no values) and ``fn`` would
+            materialise it: there is nothing to restore it from.
+    """
+
+    def keep(tensor: Tensor) -> Tensor:
+        new = fn(tensor)
+        if new is tensor or new.device.type == "meta":
+            return new
+        if tensor.device.type == "meta":
+            raise RuntimeError(
+                "SampleRelationLoss cannot materialise its frozen BCM from the meta device: the "
+                "BCM is outside the state_dict, so no checkpoint can fill it. Build the loss "
+                "outside `torch.device('meta')` (from_pretrained loads real weights even there)."
+            )
+        with torch.no_grad():
+            return new.copy_(tensor)
+
+    bcm._apply(keep)

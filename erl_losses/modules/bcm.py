@@ -244,16 +244,16 @@ class BatchCorrelationModule(nn.Module):
     def from_pretrained(
         cls, name_or_path: str | os.PathLike[str] | None = None, **overrides: Any
     ) -> BatchCorrelationModule:
-        """Loads a pretrained BCM from the zoo (``None``: the default) or a safetensors path.
+        """Loads a pretrained BCM (eval mode) from the zoo (``None``: the default) or a
+        safetensors path, through :func:`erl_losses.modules.bcm_io.load_pretrained`.
 
         ``overrides`` replace config entries that do not change the weights' shapes, e.g.
-        ``work_size``. The weights are sha256-verified before use; see :mod:`erl_losses.zoo`.
+        ``work_size``. Named weights are sha256-verified before use (see
+        :mod:`erl_losses.zoo`); every file's config and weights are validated.
         """
-        from erl_losses.zoo import resolve_bcm
+        from erl_losses.modules.bcm_io import load_pretrained  # it imports this module
 
-        if isinstance(name_or_path, BatchCorrelationModule):
-            raise TypeError("Expected a zoo name, a path or None, got a BatchCorrelationModule")
-        return resolve_bcm(name_or_path, **overrides)
+        return load_pretrained(name_or_path, **overrides).bcm
 
     def set_work_size(self, work_size: int | None) -> None:
         """Changes the relation path's working resolution (see the class docstring) in place;
@@ -303,7 +303,14 @@ class BatchCorrelationModule(nn.Module):
             self.fuse.weight.grad[:, :feat] = 0
 
     # -- the relation path ----------------------------------------------------------------------
-    def _check(self, x: Tensor, name: str = "x") -> Tensor:
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (all of them: a BCM is moved as a whole)."""
+        return self.fuse.weight.device
+
+    def check_input(self, x: Tensor, name: str = "x") -> Tensor:
+        """Checks images for this BCM (shape, channels, size, device) and casts them to its
+        weights' dtype; every entry point calls it, ``name`` is the argument named in errors."""
         check_image(x, name, channels=self.in_channels, min_size=self.min_size)
         weight = self.fuse.weight
         if x.device != weight.device:
@@ -335,7 +342,7 @@ class BatchCorrelationModule(nn.Module):
         Returns:
             ``(B, C')`` tokens; row ``i`` depends on sample ``i`` only.
         """
-        x = self._check(x)
+        x = self.check_input(x)
         return self._tokens_from_features(self.f_e(self._work_resize(x)))
 
     def relate(self, tokens: Tensor) -> Tensor:
@@ -375,7 +382,7 @@ class BatchCorrelationModule(nn.Module):
             relation: if ``False``, ``F'`` is replaced by zeros: the plain auto-encoder of
                 pretext stage 1.
         """
-        x = self._check(x)
+        x = self.check_input(x)
         feats = self.f_e(x)
         if relation:
             related = self.t_e(self._tokens_from_features(feats))

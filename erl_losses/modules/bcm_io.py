@@ -5,6 +5,12 @@ Layout: the tensors are ``BatchCorrelationModule.state_dict()``; the string meta
 any extra entries (recipe, data provenance, metrics...), JSON-encoded unless they are strings.
 Nothing is ever unpickled.
 
+This module is the one place a BCM is built from a file: :func:`load_bcm` for a path,
+:func:`load_pretrained` for a zoo name or a path (the zoo, :mod:`erl_losses.zoo`, only turns a
+name into a sha256-verified local file and its :class:`~erl_losses.zoo.WeightSpec`), and
+:func:`resolve_bcm` for constructors that also accept a module. The public doors are
+``BatchCorrelationModule.from_pretrained`` and ``SampleRelationLoss.from_pretrained``.
+
 Loading trusts nothing in the file: the config must be a JSON object of known keys with the right
 types and bounds, a module built from it on the ``meta`` device (no memory) must have exactly the
 file's tensor names and shapes -- all checked BEFORE any real allocation --, and every weight must
@@ -18,7 +24,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -26,11 +32,18 @@ from torch import Tensor
 from erl_losses._files import atomic_path
 from erl_losses.modules.bcm import BatchCorrelationModule
 
+if TYPE_CHECKING:
+    from erl_losses.zoo import Zoo
+    from erl_losses.zoo.specs import WeightSpec
+
 __all__ = [
     "OVERRIDABLE",
     "WEIGHTS_FORMAT",
+    "PretrainedBCM",
     "load_bcm",
+    "load_pretrained",
     "read_bcm_metadata",
+    "resolve_bcm",
     "save_bcm",
     "validate_bcm_config",
 ]
@@ -220,7 +233,7 @@ def load_bcm(
     """Rebuilds a BCM from a weights file written by :func:`save_bcm` (eval mode).
 
     No checksum here (an explicit path has no reference digest): zoo names go through
-    :func:`erl_losses.zoo.resolve_bcm`, which verifies the sha256 first.
+    :func:`load_pretrained`, whose zoo look-up verifies the sha256 first.
 
     Args:
         path: the safetensors file.
@@ -255,3 +268,63 @@ def load_bcm(
     dtype = torch.get_default_dtype()  # a half-precision file still gives a float32 module
     bcm.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=True, assign=True)
     return bcm.requires_grad_(True).eval()
+
+
+class PretrainedBCM(NamedTuple):
+    """A BCM and the zoo entry it was loaded from (``None``: a path, or a module passed in)."""
+
+    bcm: BatchCorrelationModule
+    spec: WeightSpec | None
+
+    @property
+    def variant(self) -> str:
+        """The relation-loss variant the zoo entry records; ``"paper"`` without an entry."""
+        return self.spec.loss_variant if self.spec is not None else "paper"
+
+
+def load_pretrained(
+    name_or_path: str | os.PathLike[str] | None = None, *, zoo: Zoo | None = None, **overrides: Any
+) -> PretrainedBCM:
+    """A pretrained BCM (eval mode) with its zoo entry: the one way from a name to a module.
+
+    Args:
+        name_or_path: ``None`` (the zoo's default BCM), a zoo name, or a path to a weights file
+            (an ``os.PathLike``, or a string ending in ``.safetensors`` or containing ``/``).
+        zoo: the :class:`~erl_losses.zoo.Zoo` that resolves names (default: the shipped one).
+        **overrides: entries of :data:`OVERRIDABLE` (e.g. ``work_size=None``).
+
+    Raises:
+        TypeError: ``name_or_path`` is none of the above.
+        erl_losses.zoo.UnknownModelError: an unknown name (the message lists the known ones).
+        erl_losses.zoo.ChecksumError: a local file whose sha256 differs from the manifest's.
+        erl_losses.zoo.WeightsUnavailableError: not shipped or cached, and offline or the
+            download failed.
+        ValueError: see :func:`load_bcm`.
+    """
+    from erl_losses.zoo import default_zoo
+
+    if isinstance(name_or_path, BatchCorrelationModule):
+        raise TypeError("Expected a zoo name, a path or None, got a BatchCorrelationModule")
+    path, spec = (zoo or default_zoo()).resolve(name_or_path)
+    expected = spec.bcm_config if spec is not None else None
+    return PretrainedBCM(load_bcm(path, expected_config=expected, **overrides), spec)
+
+
+def resolve_bcm(
+    bcm: BatchCorrelationModule | str | os.PathLike[str] | None = None, **overrides: Any
+) -> PretrainedBCM:
+    """:func:`load_pretrained`, except that a module is passed through (the overrides applied
+    in place, no zoo entry): for constructors that take "a BCM, a zoo name, a path or None"."""
+    if not isinstance(bcm, BatchCorrelationModule):
+        if bcm is not None and not isinstance(bcm, (str, os.PathLike)):
+            raise TypeError(
+                "Expected `bcm` to be a BatchCorrelationModule, a zoo name, a path or None, got "
+                f"{type(bcm).__name__}"
+            )
+        return load_pretrained(bcm, **overrides)
+    bad = sorted(set(overrides) - set(OVERRIDABLE))
+    if bad:
+        raise ValueError(f"Expected overrides among {list(OVERRIDABLE)}, got {bad}")
+    if "work_size" in overrides:
+        bcm.set_work_size(overrides["work_size"])
+    return PretrainedBCM(bcm, None)

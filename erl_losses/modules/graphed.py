@@ -140,8 +140,9 @@ def _capture_cuda(bcm: BatchCorrelationModule, example: Tensor) -> Runner:
 class GraphedBCM:
     """A frozen BCM whose call replays CUDA graphs where it can (see the module docstring).
 
-    It stands in for the BCM inside :func:`erl_losses.functional.sample_relation_loss`:
-    attribute access goes to the BCM; only ``__call__`` (the relation features) is graphed.
+    It stands in for the BCM inside :func:`erl_losses.functional.sample_relation_loss` (both are
+    a :class:`~erl_losses.functional.relation.RelationEncoder`): only ``__call__`` (the relation
+    features) is graphed; the per-sample and cross-sample steps used by ``gather`` run the BCM.
 
     Args:
         bcm: the frozen module (parameters not requiring grad, eval mode).
@@ -167,11 +168,28 @@ class GraphedBCM:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["bcm"], state["max_graphs"], state["warmup_calls"])  # type: ignore[misc]
 
-    def __getattr__(self, name: str) -> Any:
-        bcm = self.__dict__.get("bcm")  # absent while copy/pickle rebuild the object
-        if bcm is None:
-            raise AttributeError(name)
-        return getattr(bcm, name)
+    # -- the RelationEncoder interface, delegated to the BCM --------------------------------------
+    @property
+    def in_channels(self) -> int:
+        return self.bcm.in_channels
+
+    @property
+    def min_size(self) -> int:
+        return self.bcm.min_size
+
+    @property
+    def token_dim(self) -> int:
+        return self.bcm.token_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.bcm.device
+
+    def encode_tokens(self, x: Tensor) -> Tensor:
+        return self.bcm.encode_tokens(x)
+
+    def relate(self, tokens: Tensor) -> Tensor:
+        return self.bcm.relate(tokens)
 
     def graphable(self, x: Tensor) -> bool:
         """Whether a call on ``x`` may replay a graph (CUDA, not tracing, not capturing)."""
@@ -186,6 +204,6 @@ class GraphedBCM:
     def __call__(self, x: Tensor) -> Tensor:
         if not self.graphable(x):
             return self.bcm(x)
-        x = self.bcm._check(x)  # the same check and dtype cast as the eager call
+        x = self.bcm.check_input(x)  # the same check and dtype cast as the eager call
         runner = self.cache.get(graph_key(x, self.bcm), x)
         return self.bcm(x) if runner is None else runner(x)

@@ -107,8 +107,10 @@ def test_environment_turns_graphs_on(bcm, monkeypatch) -> None:
 
 def test_graphed_bcm_stands_in_for_the_bcm(bcm) -> None:
     graphed = GraphedBCM(bcm)
-    assert graphed.token_dim == bcm.token_dim and graphed.work_size == bcm.work_size
+    for name in ("in_channels", "min_size", "token_dim", "device"):  # the RelationEncoder protocol
+        assert getattr(graphed, name) == getattr(bcm, name)
     x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(graphed.relate(graphed.encode_tokens(x)), bcm(x))
     assert not graphed.graphable(x)
     assert torch.equal(graphed(x), bcm(x))
     loss_fn = SampleRelationLoss(bcm, cuda_graphs=True)

@@ -78,3 +78,42 @@ def test_meta_tensors_raise_a_clear_error():
 def test_amp_floor_errors_name_the_argument(value, error):
     with pytest.raises(error, match="`amp_floor`"):
         PhaseLoss(amp_floor=value)
+
+
+@pytest.mark.parametrize("where", ["pred", "target"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_nonfinite_inputs_give_a_nan_loss_and_nan_gradients(make_loss, where, bad, reduction):
+    """NaN, not a finite wrong number: one bad pixel in either input poisons its sample's loss
+    (every sample's for the relation, whose BCM relates the batch) and the gradient."""
+    pred, target = _images().requires_grad_(), _images()
+    images = {"pred": pred.detach(), "target": target}
+    images[where][1, 0, 5, 7] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the range check may warn about the inf
+        out = make_loss(reduction=reduction)(pred, target)
+    assert torch.isnan(out).any() and not torch.isfinite(out).all()
+    if reduction == "none":
+        assert torch.isnan(out[1])
+    out.sum().backward()
+    assert torch.isnan(pred.grad[1]).any()
+
+
+@pytest.mark.parametrize("mode", ["paper", "wrapped"])
+def test_an_inf_pixel_in_pred_no_longer_gives_a_finite_phase_loss(mode):
+    """The angle of an infinite Fourier bin is finite (atan2(inf, inf) = pi / 4)."""
+    pred, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    pred[0, 0, 3, 3] = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.isnan(PhaseLoss(mode=mode)(pred, target))
+
+
+def test_check_nonfinite_raises_naming_the_argument(make_loss):
+    target = _images()
+    target[0, 0, 0, 0] = float("inf")
+    loss = make_loss(check_nonfinite=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="`target`"):
+            loss(_images(), target)

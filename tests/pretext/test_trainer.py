@@ -11,13 +11,14 @@ from safetensors.torch import load_file
 
 from erl_losses import BatchCorrelationModule
 from erl_losses.cli import main
+from erl_losses.modules.bcm_io import load_bcm
 from erl_losses.pretext import (
     PretextRecipe,
     evaluate_bcm,
     random_relation,
     read_metadata,
 )
-from erl_losses.zoo import Manifest, WeightSpec, load_bcm
+from erl_losses.zoo import Manifest, WeightSpec
 from tests._helpers import TINY_SAVED_BCM as TINY
 from tests._helpers import write_image_folder
 from tests.pretext._helpers import _equal, _recipe, _run, cli_argv

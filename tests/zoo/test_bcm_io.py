@@ -1,4 +1,5 @@
-"""The BCM weights file (erl_losses.modules.bcm_io) and the one resolver zoo.resolve_bcm."""
+"""The BCM weights file and the one loader (erl_losses.modules.bcm_io) behind both
+``from_pretrained`` doors."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from safetensors.torch import save_file
 from erl_losses import BatchCorrelationModule, SampleRelationLoss, zoo
 from erl_losses.cli import main
 from erl_losses.modules import bcm_io
-from erl_losses.modules.bcm_io import WEIGHTS_FORMAT, load_bcm, read_bcm_metadata, save_bcm
+from erl_losses.modules.bcm_io import (
+    WEIGHTS_FORMAT,
+    load_bcm,
+    load_pretrained,
+    read_bcm_metadata,
+    resolve_bcm,
+    save_bcm,
+)
 from tests._helpers import TINY_SAVED_BCM as TINY
 
 
@@ -134,42 +142,73 @@ def test_overrides_are_limited_to_work_size(saved):
         load_bcm(saved, channels=8)
 
 
-# -- the one resolver ------------------------------------------------------------------------------
+# -- the one loader --------------------------------------------------------------------------------
 def test_resolve_bcm_passes_a_module_through_and_applies_overrides():
     bcm = BatchCorrelationModule(**TINY)
-    assert zoo.resolve_bcm(bcm) is bcm
-    assert zoo.resolve_bcm(bcm, work_size=None) is bcm
+    assert resolve_bcm(bcm).bcm is bcm
+    assert resolve_bcm(bcm).spec is None and resolve_bcm(bcm).variant == "paper"
+    assert resolve_bcm(bcm, work_size=None).bcm is bcm
     assert bcm.work_size is None and bcm.config["work_size"] is None
     with pytest.raises(ValueError, match="work_size"):
-        zoo.resolve_bcm(bcm, work_size=3)
+        resolve_bcm(bcm, work_size=3)
     with pytest.raises(ValueError, match="overrides among"):
-        zoo.resolve_bcm(bcm, channels=3)
+        resolve_bcm(bcm, channels=3)
 
 
-def test_resolve_bcm_names_paths_and_none(saved):
-    default = zoo.resolve_bcm()
-    assert default.config == zoo.get_spec(zoo.default_name()).bcm_config
-    assert zoo.resolve_bcm(zoo.default_name(), work_size=64).work_size == 64
-    assert zoo.resolve_bcm(saved).config == TINY
-    assert zoo.resolve_bcm(str(saved)).config == TINY
+def test_load_pretrained_names_paths_and_none(saved):
+    default = load_pretrained()
+    spec = zoo.get_spec(zoo.default_name())
+    assert default.bcm.config == spec.bcm_config and default.spec == spec
+    assert default.variant == spec.loss_variant  # the variant travels with the entry
+    assert load_pretrained(zoo.default_name(), work_size=64).bcm.work_size == 64
+    for path in (saved, str(saved)):
+        loaded = load_pretrained(path)
+        assert loaded.bcm.config == TINY and loaded.spec is None and loaded.variant == "paper"
     with pytest.raises(TypeError, match="BatchCorrelationModule, a zoo name"):
-        zoo.resolve_bcm(3)  # type: ignore[arg-type]
+        resolve_bcm(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got a BatchCorrelationModule"):
+        BatchCorrelationModule.from_pretrained(BatchCorrelationModule(**TINY))  # type: ignore[arg-type]
     with pytest.raises(zoo.UnknownModelError, match="among"):
-        zoo.resolve_bcm("no-such-bcm")
+        load_pretrained("no-such-bcm")
 
 
-def test_from_pretrained_goes_through_the_resolver(saved, monkeypatch):
-    calls: list[object] = []
-    real = zoo.resolve_bcm
+def test_both_doors_build_through_the_one_loader(saved, monkeypatch):
+    """from_pretrained on the module and on the loss, and the loss built from a name, reach a
+    module through bcm_io.load_bcm, and the zoo is asked once per load."""
+    built: list[object] = []
+    resolved: list[object] = []
+    real_load, real_resolve = bcm_io.load_bcm, zoo.Zoo.resolve
 
-    def spy(bcm: object = None, **overrides: object) -> BatchCorrelationModule:
-        calls.append(bcm)
-        return real(bcm, **overrides)  # type: ignore[arg-type]
+    def spy_load(path, **kw):  # type: ignore[no-untyped-def]
+        built.append(Path(path))
+        return real_load(path, **kw)
 
-    monkeypatch.setattr(zoo, "resolve_bcm", spy)
+    def spy_resolve(self, name_or_path=None):  # type: ignore[no-untyped-def]
+        resolved.append(name_or_path)
+        return real_resolve(self, name_or_path)
+
+    monkeypatch.setattr(bcm_io, "load_bcm", spy_load)
+    monkeypatch.setattr(zoo.Zoo, "resolve", spy_resolve)
     SampleRelationLoss.from_pretrained(saved, work_size=None)
     BatchCorrelationModule.from_pretrained(saved)
-    assert calls == [saved, saved]
+    SampleRelationLoss(str(saved))
+    assert built == [saved, saved, saved]
+    name = zoo.default_name()
+    built.clear()
+    loss = SampleRelationLoss.from_pretrained(name)
+    assert resolved[-1] == name and resolved.count(name) == 1  # the variant came with the spec
+    assert loss.variant == zoo.get_spec(name).loss_variant and len(built) == 1
+    assert SampleRelationLoss(name).variant == loss.variant
+
+
+def test_the_zoo_has_no_loader_of_its_own():
+    """Names resolve to files in the zoo; modules are built in bcm_io only (the import
+    direction is tests/test_layering.py's)."""
+    for gone in ("load_bcm", "resolve_bcm", "load_bcm_file", "OVERRIDABLE"):
+        assert not hasattr(zoo, gone), gone
+    assert not hasattr(zoo.Zoo, "load_bcm")
+    path, spec = zoo.resolve()
+    assert spec is not None and spec.name == zoo.default_name() and path.is_file()
 
 
 # -- erl zoo verify FILE -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from erl_losses.modules.bcm_io import load_pretrained
 from erl_losses.zoo import Manifest, WeightSpec, WeightsUnavailableError, Zoo
 from erl_losses.zoo.sources import HubFile, parse_hub_url
 from tests._helpers import TINY_SAVED_BCM as TINY
@@ -135,7 +136,7 @@ def test_hub_source_is_downloaded_verified_and_cached(tmp_path, weights, hub):
     zoo = _zoo(tmp_path, weights, [f"hf://me/bcm/{FILE}@v1"])
     path = zoo.fetch("tiny")
     assert path.read_bytes() == weights and _cache_files(zoo) == [FILE]
-    assert zoo.load_bcm("tiny").config == TINY
+    assert load_pretrained("tiny", zoo=zoo).bcm.config == TINY
     assert ("GET", f"/me/bcm/resolve/v1/{FILE}") in hub.requests
 
 

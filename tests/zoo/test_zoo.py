@@ -17,6 +17,7 @@ import torch
 
 from erl_losses import BatchCorrelationModule, SampleRelationLoss
 from erl_losses.cli import main
+from erl_losses.modules.bcm_io import load_pretrained
 from erl_losses.zoo import (
     ChecksumError,
     Manifest,
@@ -110,11 +111,11 @@ def test_download_good_file_is_verified_cached_and_loadable(tmp_path, weights, s
     os.umask(umask)
     # the umask's mode (0644 under umask 022), not mkstemp's 0600: a shared cache stays readable
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
-    bcm = zoo.load_bcm("tiny")
+    bcm = load_pretrained("tiny", zoo=zoo).bcm
     assert bcm.config == TINY
     assert not bcm.training
     # second use: served from the cache, no new request
-    zoo.load_bcm()
+    load_pretrained(zoo=zoo)
     assert server.requests == [f"/good/{FILE}"]
 
 
@@ -137,7 +138,7 @@ def test_failed_download_leaves_nothing_in_the_cache(tmp_path, weights, server, 
     assert FILE in message and str(zoo.cache_dir / FILE) in message  # where to put it
     assert _cache_files(zoo) == []  # no partial, no temp file
     with pytest.raises(WeightsUnavailableError):
-        zoo.load_bcm("tiny")
+        load_pretrained("tiny", zoo=zoo)
 
 
 def test_interrupted_download_leaves_nothing_and_propagates(tmp_path, weights, server, monkeypatch):
@@ -180,7 +181,7 @@ def test_offline_never_touches_the_network(tmp_path, weights, server, monkeypatc
     monkeypatch.setenv("ERL_LOSSES_OFFLINE", "1")
     zoo = _zoo(tmp_path, weights, [f"{server.url}/good/{FILE}"], offline=None)
     with pytest.raises(WeightsUnavailableError) as info:
-        zoo.load_bcm("tiny")
+        load_pretrained("tiny", zoo=zoo)
     message = str(info.value)
     assert "ERL_LOSSES_OFFLINE" in message
     assert FILE in message and str(zoo.cache_dir / FILE) in message
@@ -188,7 +189,7 @@ def test_offline_never_touches_the_network(tmp_path, weights, server, monkeypatc
     # putting the file where the message says makes it work offline
     (zoo.cache_dir).mkdir(parents=True)
     (zoo.cache_dir / FILE).write_bytes(weights)
-    assert zoo.load_bcm("tiny").config == TINY
+    assert load_pretrained("tiny", zoo=zoo).bcm.config == TINY
 
 
 def test_no_url_says_where_to_put_the_file(tmp_path, weights):
@@ -209,7 +210,11 @@ def test_tampered_shipped_file_is_refused(tmp_path, weights, server):
     zoo = _zoo(tmp_path, weights, [f"{server.url}/good/{FILE}"])
     shipped = zoo.package_dir / FILE
     shipped.write_bytes(_tampered(weights))
-    for call in (lambda: zoo.fetch("tiny"), lambda: zoo.load_bcm("tiny"), lambda: zoo.load_bcm()):
+    for call in (
+        lambda: zoo.fetch("tiny"),
+        lambda: load_pretrained("tiny", zoo=zoo).bcm,
+        lambda: load_pretrained(zoo=zoo).bcm,
+    ):
         with pytest.raises(ChecksumError) as info:
             call()
         assert "sha256" in str(info.value) and str(shipped) in str(info.value)
@@ -227,7 +232,7 @@ def test_tampered_cached_file_is_refused_and_force_refetches(tmp_path, weights, 
     cached = zoo.cache_dir / FILE
     cached.write_bytes(_tampered(weights))
     with pytest.raises(ChecksumError) as info:
-        zoo.load_bcm("tiny")
+        load_pretrained("tiny", zoo=zoo)
     message = str(info.value)
     assert "checksum" in message and str(cached) in message and "--force" in message
     assert server.requests == []
@@ -239,14 +244,14 @@ def test_truncated_explicit_path_is_refused(tmp_path, weights):
     path = tmp_path / "cut.safetensors"
     path.write_bytes(weights[: len(weights) // 2])
     with pytest.raises(ValueError, match="safetensors"):
-        _zoo(tmp_path, weights, []).load_bcm(path)
+        load_pretrained(path, zoo=_zoo(tmp_path, weights, []))
 
 
 # -- names, paths, overrides --------------------------------------------------------------------
 def test_unknown_name_lists_the_known_names(tmp_path, weights):
     zoo = _zoo(tmp_path, weights, [])
     with pytest.raises(UnknownModelError, match=r"\['tiny'\].*'nope'"):
-        zoo.load_bcm("nope")
+        load_pretrained("nope", zoo=zoo)
     with pytest.raises(UnknownModelError) as info:
         BatchCorrelationModule.from_pretrained("no-such-bcm")
     from erl_losses import zoo as shipped
@@ -260,14 +265,14 @@ def test_explicit_path_and_overrides(tmp_path, weights):
     path = tmp_path / "mine.safetensors"
     path.write_bytes(weights)
     for arg in (path, str(path)):
-        assert zoo.load_bcm(arg).config == TINY
-    assert zoo.load_bcm(path, work_size=None).work_size is None
+        assert load_pretrained(arg, zoo=zoo).bcm.config == TINY
+    assert load_pretrained(path, work_size=None, zoo=zoo).bcm.work_size is None
     with pytest.raises(ValueError, match="Expected overrides among"):
-        zoo.load_bcm(path, channels=8)
+        load_pretrained(path, channels=8, zoo=zoo)
     with pytest.raises(FileNotFoundError):
-        zoo.load_bcm(tmp_path / "missing.safetensors")
+        load_pretrained(tmp_path / "missing.safetensors", zoo=zoo)
     with pytest.raises(TypeError, match="name_or_path"):
-        zoo.load_bcm(3)  # type: ignore[arg-type]
+        load_pretrained(3, zoo=zoo)  # type: ignore[arg-type]
 
 
 def test_a_safetensors_file_without_bcm_metadata_is_refused(tmp_path, weights):
@@ -276,7 +281,7 @@ def test_a_safetensors_file_without_bcm_metadata_is_refused(tmp_path, weights):
     path = tmp_path / "plain.safetensors"
     save_file(BatchCorrelationModule(**TINY).state_dict(), str(path))
     with pytest.raises(ValueError, match="config"):
-        _zoo(tmp_path, weights, []).load_bcm(path)
+        load_pretrained(path, zoo=_zoo(tmp_path, weights, []))
 
 
 def test_manifest_config_must_match_the_file(tmp_path, weights):
@@ -284,7 +289,7 @@ def test_manifest_config_must_match_the_file(tmp_path, weights):
     zoo = Zoo(Manifest(specs=(spec,), default="tiny"), package_dir=tmp_path, home=tmp_path)
     (tmp_path / FILE).write_bytes(weights)
     with pytest.raises(ValueError, match="match the manifest"):
-        zoo.load_bcm()
+        load_pretrained(zoo=zoo)
 
 
 @pytest.mark.parametrize(
@@ -343,7 +348,7 @@ def test_default_bcm_was_really_trained():
     assert m["phase_loss"] < 0.9 * m["phase_loss_random_te"]
     assert zoo.get_spec("bcm-l1-photos").recipe["pretext"] == "l1"
     assert zoo.get_spec("bcm-none-photos").recipe["pretext"] == "none"
-    bcm = zoo.load_bcm("bcm-phase-photos")
+    bcm = BatchCorrelationModule.from_pretrained("bcm-phase-photos")
     assert bcm.config == spec.bcm_config
 
 
@@ -359,7 +364,10 @@ def test_default_bcm_numbers_reproduce_on_the_held_out_photos():
     held = spec.metrics["held_out"]
     assert sorted(held["photos"]) == sorted(split_photos()[1])
     assert not set(spec.data["photos"]) & set(split_photos()[1])  # never trained on test photos
-    bcm, none = zoo.load_bcm("bcm-phase-photos"), zoo.load_bcm("bcm-none-photos")
+    bcm, none = (
+        BatchCorrelationModule.from_pretrained("bcm-phase-photos"),
+        BatchCorrelationModule.from_pretrained("bcm-none-photos"),
+    )
     assert torch.equal(bcm.f_e[0].weight, none.f_e[0].weight)
     measured = evaluate_bcm(
         bcm, baseline=none, num_batches=held["num_batches"], batch_size=held["batch_size"],
