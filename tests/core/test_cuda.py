@@ -76,11 +76,32 @@ def test_relation_with_torch_compile_inductor(relation: SampleRelationLoss) -> N
     assert torch.isfinite(pred.grad).all()
 
 
-def test_cuda_input_with_cpu_bcm_is_named() -> None:
-    relation = SampleRelationLoss(BatchCorrelationModule())
+def test_the_one_line_loss_follows_cuda_inputs() -> None:
+    """``SampleRelationLoss.from_pretrained()`` as written, in a CUDA trainer: no `.to()`."""
+    relation = SampleRelationLoss.from_pretrained()
+    pred = torch.rand(2, 3, 64, 64, device="cuda", requires_grad=True)
+    gt = torch.rand(2, 3, 64, 64, device="cuda")
+    cpu = relation(pred.detach().cpu(), gt.cpu()).item()
+    value = relation(pred, gt)
+    value.backward()
+    assert relation.bcm.device == pred.device and relation.bcm.fuse.weight.dtype == torch.float32
+    assert value.item() == pytest.approx(cpu, rel=1e-3) and torch.isfinite(pred.grad).all()
+
+
+def test_a_cuda_input_with_a_cpu_bcm_names_pred_in_the_functional() -> None:
+    from erl_losses import sample_relation_loss
+
     x = torch.rand(2, 3, 32, 32, device="cuda")
-    with pytest.raises(ValueError, match="BCM's device"):
-        relation(x, x)
+    with pytest.raises(ValueError, match="`pred` and `target` on the BCM's device cpu"):
+        sample_relation_loss(x, x, BatchCorrelationModule())
+
+
+def test_to_empty_on_cuda_keeps_the_bcm() -> None:
+    relation = SampleRelationLoss(BatchCorrelationModule().eval())
+    x = torch.rand(2, 3, 32, 32)
+    before = relation(x, x + 0.1).item()
+    relation.to_empty(device="cuda")
+    assert relation(x.cuda(), x.cuda() + 0.1).item() == pytest.approx(before, rel=1e-4)
 
 
 # -- issue 17: the fused phase node, CUDA graphs of the BCM, a BasicSR run -------------------------
@@ -91,7 +112,7 @@ def test_compiled_fused_phase_equals_the_unfused_graph(monkeypatch, mode, size) 
     pred = torch.rand(4, 3, *size, generator=gen).cuda().requires_grad_()
     target = torch.rand(4, 3, *size, generator=gen).cuda()
     out = {}
-    for setting in ("off", "eager", "auto"):  # auto = torch.compile'd element-wise node on CUDA
+    for setting in ("off", "eager", "auto"):  # auto: the same bodies through torch.compile
         monkeypatch.setenv("ERL_LOSSES_FUSED_PHASE", setting)
         pred.grad = None
         with warnings.catch_warnings():

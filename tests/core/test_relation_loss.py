@@ -179,3 +179,87 @@ def test_works_under_torch_compile(relation: SampleRelationLoss) -> None:
     value.backward()
     torch.testing.assert_close(value, relation(pred, gt))
     assert torch.isfinite(pred.grad).all()
+
+
+class _Trainer(torch.nn.Module):
+    """A model holding the loss, as trainers do."""
+
+    def __init__(self, relation: SampleRelationLoss) -> None:
+        super().__init__()
+        self.net = torch.nn.Conv2d(3, 3, 1)
+        self.relation = relation
+
+
+def test_to_empty_keeps_the_frozen_bcm(tiny_bcm: BatchCorrelationModule) -> None:
+    """to_empty() then load_state_dict(): the BCM (outside the state_dict) keeps its values."""
+    model = _Trainer(SampleRelationLoss(tiny_bcm))
+    pred, gt = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    before = model.relation(pred, gt)
+    weights = {k: v.clone() for k, v in tiny_bcm.state_dict().items()}
+    state = model.state_dict()
+    model.to_empty(device="cpu")
+    model.load_state_dict(state)
+    after = model.relation.bcm.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in weights.items())
+    assert torch.equal(model.relation(pred, gt), before)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda m: m.half(),
+        lambda m: m.bfloat16(),
+        lambda m: m.double(),
+        lambda m: m.to(torch.float64),
+        lambda m: m.share_memory(),
+        lambda m: m.float(),
+    ],
+)
+def test_module_transformations_keep_the_bcm_values(tiny_bcm, transform) -> None:
+    weights = {k: v.clone() for k, v in tiny_bcm.state_dict().items()}
+    relation = SampleRelationLoss(tiny_bcm)
+    transform(_Trainer(relation))
+    for key, value in relation.bcm.state_dict().items():
+        torch.testing.assert_close(value.double(), weights[key].double(), rtol=1e-2, atol=1e-3)
+    assert not any(p.requires_grad for p in relation.bcm.parameters())
+
+
+def test_share_memory_shares_the_bcm(tiny_bcm) -> None:
+    relation = SampleRelationLoss(tiny_bcm)
+    relation.share_memory()
+    assert all(p.is_shared() for p in relation.bcm.parameters())
+
+
+def test_a_bcm_on_meta_cannot_be_materialised_and_says_why(tiny_bcm) -> None:
+    relation = SampleRelationLoss(tiny_bcm).to("meta")
+    assert relation.bcm.device.type == "meta"
+    with pytest.raises(RuntimeError, match=r"meta device.*state_dict"):
+        relation.to_empty(device="cpu")
+
+
+def test_the_loss_moves_its_bcm_to_the_inputs_device(tiny_bcm, monkeypatch) -> None:
+    """The move logic without a GPU: inputs on another device than the BCM move the loss there
+    once (its dtype kept); tests/core/test_cuda.py runs it for real."""
+    relation = SampleRelationLoss(tiny_bcm)
+    moves: list[object] = []
+    elsewhere = torch.device("meta")
+    monkeypatch.setattr(type(tiny_bcm), "device", property(lambda self: elsewhere))
+
+    def fake_to(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal elsewhere
+        moves.append(args)
+        elsewhere = torch.device("cpu")  # where it now is
+        return self
+
+    monkeypatch.setattr(SampleRelationLoss, "to", fake_to)
+    x = torch.rand(2, 3, 16, 16)
+    relation(x, x)
+    relation(x, x)
+    assert moves == [(x.device,)]
+    assert relation.bcm.fuse.weight.dtype == torch.float32
+
+
+def test_the_functional_names_pred_and_target_on_a_device_mismatch(tiny_bcm) -> None:
+    x = torch.rand(2, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"`pred` and `target` on the BCM's device meta"):
+        sample_relation_loss(x, x, tiny_bcm.to("meta"))
