@@ -13,7 +13,11 @@ so the right test is on the per-seed differences ``d_i = erl_i - base_i``:
   measured one (exact, from the noncentral t distribution). A run whose |mean| is below it could
   not have told an effect of that size from noise.
 
-:func:`seeds_needed` answers the planning question the other way round.
+:func:`seeds_needed` answers the planning question the other way round. For a family of
+comparisons, :func:`holm_adjust` gives Holm's step-down adjusted p-values and :func:`holm_levels`
+the confidence level of each comparison's interval (:func:`mean_ci`) that agrees with them.
+:func:`bootstrap_scene_ci` resamples test scenes to show how much of an effect rides on which
+scenes were tested.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from erl_losses._extras import require
 
 __all__ = [
     "PairedComparison",
+    "bootstrap_scene_ci",
+    "holm_adjust",
+    "holm_levels",
+    "mean_ci",
     "min_detectable_effect",
     "paired_comparison",
     "paired_t_power",
@@ -192,3 +200,82 @@ def paired_comparison(erl: Sequence[float], base: Sequence[float]) -> PairedComp
         losses=int((delta < 0).sum()),
         mde=min_detectable_effect(sd, n),
     )
+
+
+def mean_ci(delta: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """The two-sided t confidence interval of the mean of ``delta`` (``n >= 2``) at ``level``."""
+    stats = require("scipy.stats", "data")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"Expected level in (0, 1), got {level}")
+    d = np.asarray(delta, dtype=np.float64)
+    if d.ndim != 1 or d.size < 2 or not np.isfinite(d).all():
+        raise ValueError(f"Expected >= 2 finite differences, got {d.tolist()!r}")
+    half = float(stats.t.ppf(0.5 + level / 2.0, d.size - 1)) * float(d.std(ddof=1))
+    half /= math.sqrt(d.size)
+    return float(d.mean()) - half, float(d.mean()) + half
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given): the ``k``-th smallest of ``m``
+    is ``max_{j <= k} min(1, (m - j + 1) p_(j))``. Reject at family level ``alpha`` where
+    the adjusted p is <= ``alpha``."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1 or not ((p >= 0) & (p <= 1)).all():
+        raise ValueError(f"Expected p-values in [0, 1], got {list(pvalues)!r}")
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def holm_levels(pvalues: Sequence[float], alpha: float = 0.05) -> list[float]:
+    """The confidence level of each comparison's interval under Holm's procedure.
+
+    The comparison with the ``k``-th smallest p-value (``k`` from 1) gets ``1 - alpha / (m - k +
+    1)`` while every smaller one was rejected; once one is not rejected, it and all later ones
+    get ``1 - alpha / (m - k0 + 1)`` of that first non-rejection ``k0``. An interval then lies
+    above (or below) 0 exactly when its Holm-adjusted p is <= ``alpha`` (for t-test p-values).
+    """
+    _check_alpha_power(alpha, 0.5)
+    p = np.asarray(pvalues, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    levels = [0.0] * m
+    stopped: float | None = None
+    for rank, index in enumerate(order):
+        level = 1.0 - alpha / (m - rank) if stopped is None else stopped
+        levels[index] = level
+        if stopped is None and p[index] > alpha / (m - rank):
+            stopped = level
+    return levels
+
+
+def bootstrap_scene_ci(
+    delta: np.ndarray, level: float = 0.95, draws: int = 4000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of the mean paired difference when the test scenes are resampled.
+
+    Args:
+        delta: ``(seeds, scenes)`` per-scene differences (arm - baseline, each scene's mean over
+            its exposure levels), finite.
+        level: interval level in (0, 1); draws: bootstrap resamples; seed: their generator.
+
+    Returns:
+        ``(low, high)``: the spread a different draw of test scenes of the same kind would give
+        (the seeds are kept; their noise is what :func:`paired_comparison` covers).
+    """
+    d = np.asarray(delta, dtype=np.float64)
+    if d.ndim != 2 or d.shape[1] < 2 or not np.isfinite(d).all():
+        raise ValueError(f"Expected a finite (seeds, scenes >= 2) array, got shape {d.shape}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"Expected level in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    per_scene = d.mean(axis=0)
+    picks = rng.integers(0, per_scene.size, size=(draws, per_scene.size))
+    means = per_scene[picks].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
