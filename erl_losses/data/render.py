@@ -229,12 +229,21 @@ def _prepare_folders(root: Path, splits: list[str], overwrite: bool) -> None:
             folder.mkdir(parents=True, exist_ok=True)
 
 
+def _input_psnr(image: np.ndarray, gt: np.ndarray) -> float:
+    """PSNR in dB (MAX = 255) of a rendered uint8 input against its ground truth, by
+    scikit-image (the data layer does not import :mod:`erl_losses.evaluation`, whose
+    ``psnr_uint8(..., backend="skimage")`` gives the same number); ``inf`` if identical."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    if np.array_equal(image, gt):
+        return float("inf")
+    return float(peak_signal_noise_ratio(gt, image, data_range=255))
+
+
 def _render_photo(
     photo_name: str, folder: Path, *, crop_size: int, crops: int, seed: int, min_scale: float
 ) -> list[dict[str, object]]:
     """Writes the crops of one photo into ``folder`` and returns their manifest records."""
-    from erl_losses.evaluation.metrics import psnr_uint8
-
     photo = load_photo(photo_name)
     if crop_size > min(photo.shape[:2]):
         raise ValueError(
@@ -252,7 +261,7 @@ def _render_photo(
         psnr = {}
         for level, image in rendered.inputs.items():
             write_png(folder / "INPUT_IMAGES" / f"{stem}_{level}.png", image, compress_level=1)
-            psnr[level] = psnr_uint8(image, rendered.gt, backend="skimage")
+            psnr[level] = _input_psnr(image, rendered.gt)
         records.append(
             {
                 "stem": stem,
