@@ -355,26 +355,34 @@ def run_jobs(
     return runs, failures
 
 
-def _render_only(paths: list[Path], md: Path, out: Path | None) -> int:
-    """Re-renders a finished result (or a partial one), or merges several into ``out``."""
-    results = [load_result(path) for path in paths]
+def _render_only(paths: list[Path], md: Path | None, out: Path | None) -> int:
+    """Re-renders a finished result (or a partial one), or merges several into ``out``; ``md``
+    ``None`` leaves the markdown alone. A malformed input is one line on stderr, exit 1."""
+    try:
+        results = [load_result(path) for path in paths]
+        if len(results) > 1:
+            result = merge_results(results, [str(p) for p in paths])
+    except (ValueError, KeyError, OSError) as err:
+        print(f"quality: {err}", file=sys.stderr)
+        return 1
     if len(results) == 1:
         result, out = results[0], out or paths[0]
     else:
-        result = merge_results(results, [str(p) for p in paths])
         complete_result(result, result["runs"], None)
-    assert out is not None
+    if out is None:  # parse_args requires --out for several files
+        raise ValueError("Expected --out")
     out.write_text(json.dumps(result, indent=2) + "\n")
     block = render_markdown(result)
     print(block)
-    write_results_md(md, block, bool(result["quick"]))
+    if md is not None:
+        write_results_md(md, block, bool(result["quick"]))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only is not None:
-        return _render_only(args.render_only, args.md, args.out)
+        return _render_only(args.render_only, None if args.no_md else args.md, args.out)
     import torch
 
     from erl_losses._runtime import machine_description, resolve_device

@@ -117,24 +117,44 @@ def load_result(path: Path) -> dict[str, Any]:
     if not result.get("tables"):
         log = path.with_suffix(".runs.jsonl")
         runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    for run in runs:
+        _check_finite(run, str(path))
     complete_result(result, runs, None)
     return result
+
+
+def _without_time(diag: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in diag.items() if k != "seconds"}
+
+
+def _check_finite(run: dict[str, Any], name: str) -> None:
+    for group, scores in run["groups"].items():
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in scores.values()):
+            raise ValueError(
+                f"Expected finite scores, got {scores} for {run.get('key')} {group} in {name}"
+            )
 
 
 def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """One result from runs of the same protocol (e.g. disjoint ``--first-seed`` ranges).
 
-    The settings (all but the seed count), the mode and the BCM of every shared arm must agree; a
-    run present in two results must have the same scores (it is then counted once). The merged
+    The settings (all but the seed count), the mode, the BCM and the diagnostics of every shared
+    arm must agree, and each run must come from one file (so no run or wall time counts twice).
+    The merged
     ``tables`` are left to the caller (:func:`complete_result`).
 
     Raises:
-        ValueError: the results differ in protocol, BCM or the scores of a shared run.
+        ValueError: the same file twice; results that differ in protocol, in an arm's BCM
+            (source, path or variant) or in the diagnostics of a shared arm; a non-finite score;
+            a run in two files.
     """
+    if len(set(names)) != len(names):
+        raise ValueError(f"Expected distinct result files, got {names}")
     first = results[0]
     protocol = {k: v for k, v in first["settings"].items() if k != "seeds"}
     runs: dict[str, dict] = {}
     bcms: dict[str, Any] = {}
+    diagnostics: dict[str, Any] = {}
     for name, result in zip(names, results, strict=True):
         other = {k: v for k, v in result["settings"].items() if k != "seeds"}
         if other != protocol or result["quick"] != first["quick"]:
@@ -143,18 +163,22 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
                 f"{first['quick']}), got {other}, quick={result['quick']} in {name}"
             )
         for label, bcm in result["bcms"].items():
-            if label in bcms and bcms[label]["source"] != bcm["source"]:
-                raise ValueError(
-                    f"Expected arm {label!r} to use one BCM, got {bcms[label]['source']!r} and "
-                    f"{bcm['source']!r} ({name})"
-                )
+            for field in ("source", "path", "variant"):
+                if label in bcms and bcms[label].get(field) != bcm.get(field):
+                    raise ValueError(
+                        f"Expected arm {label!r} to use one BCM, got {field} "
+                        f"{bcms[label].get(field)!r} and {bcm.get(field)!r} ({name})"
+                    )
             bcms[label] = bcm
+        for label, diag in result.get("diagnostics", {}).items():
+            if label in diagnostics and _without_time(diagnostics[label]) != _without_time(diag):
+                raise ValueError(f"Expected one set of diagnostics for arm {label!r} ({name})")
+            diagnostics[label] = diag
         for run in result["runs"]:
             key = run["key"]
+            _check_finite(run, name)
             if key in runs:
-                if runs[key]["groups"] != run["groups"]:
-                    raise ValueError(f"Expected run {key} to score alike in every file ({name})")
-                continue
+                raise ValueError(f"Expected each run in one file, got {key} again in {name}")
             runs[key] = run
     totals = [r["seconds"]["total"] for r in results]
     merged = {
@@ -183,7 +207,7 @@ def merge_results(results: list[dict[str, Any]], names: list[str]) -> dict[str, 
         ),
         "settings": {**first["settings"], "seeds": len({r["seed"] for r in runs.values()})},
         "bcms": bcms,
-        "diagnostics": {k: v for r in results for k, v in r.get("diagnostics", {}).items()},
+        "diagnostics": diagnostics,
         "failures": [f for r in results for f in r.get("failures") or []],
         "runs": list(runs.values()),  # sorted by complete_result
         "seconds": {"total": None if None in totals else sum(totals)},

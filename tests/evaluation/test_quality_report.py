@@ -164,15 +164,20 @@ def _result(runs: list[dict], seeds: int, first_seed: int = 0, **settings) -> di
     }
 
 
-def test_merge_joins_disjoint_seeds_and_counts_a_shared_run_once(modules) -> None:
+def test_merge_joins_disjoint_seeds_and_refuses_a_run_twice(modules) -> None:
     _, report = modules
     runs = [
         {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.1] * 4})
     ]
     low = [r for r in runs if r["seed"] < 2]
     high = [r for r in runs if r["seed"] >= 1]  # seed 1 in both files
+    with pytest.raises(ValueError, match="each run in one file"):
+        report.merge_results([_result(low, 2), _result(high, 3, first_seed=1)], ["a", "b"])
+    with pytest.raises(ValueError, match="distinct result files"):
+        report.merge_results([_result(low, 2), _result(low, 2)], ["a.json", "a.json"])
+    high = [r for r in runs if r["seed"] >= 2]
     merged = report.merge_results(
-        [_result(low, 2), _result(high, 3, first_seed=1)], ["a.json", "b.json"]
+        [_result(low, 2), _result(high, 2, first_seed=2)], ["a.json", "b.json"]
     )
     assert len(merged["runs"]) == len(runs)
     assert merged["settings"]["seeds"] == 4
@@ -209,10 +214,19 @@ def test_merge_refuses_other_settings_bcms_or_scores(modules) -> None:
     other_bcm["bcms"] = {"phase": {"source": "zoo bcm-phase-photos (sha 2)"}}
     with pytest.raises(ValueError, match="one BCM"):
         report.merge_results([a, other_bcm], ["a", "b"])
-    changed = [dict(r) for r in runs]
-    changed[0] = {**changed[0], "groups": {**changed[0]["groups"], "Average": {"psnr": 0.0}}}
-    with pytest.raises(ValueError, match="score alike"):
-        report.merge_results([a, _result(changed, 4)], ["a", "b"])
+    low, high = [r for r in runs if r["seed"] < 2], [r for r in runs if r["seed"] >= 2]
+    for field, value in (("path", "/other.safetensors"), ("variant", "centred")):
+        other = _result(high, 2, first_seed=2)
+        other["bcms"] = {"phase": {**a["bcms"]["phase"], field: value}}
+        with pytest.raises(ValueError, match=f"one BCM, got {field}"):
+            report.merge_results([_result(low, 2), other], ["a", "b"])
+    one, two = _result(low, 2), _result(high, 2, first_seed=2)
+    one["diagnostics"] = {"phase": {"relational_index": 0.1, "seconds": 1.0}}
+    two["diagnostics"] = {"phase": {"relational_index": 0.2, "seconds": 1.0}}
+    with pytest.raises(ValueError, match="one set of diagnostics"):
+        report.merge_results([one, two], ["a", "b"])
+    two["diagnostics"] = {"phase": {"relational_index": 0.1, "seconds": 9.0}}  # timing may differ
+    assert report.merge_results([one, two], ["a", "b"])["diagnostics"]["phase"]
 
 
 def test_render_only_merges_two_files_into_out_and_the_markdown(modules, tmp_path) -> None:
@@ -248,6 +262,36 @@ def test_render_only_merges_two_files_into_out_and_the_markdown(modules, tmp_pat
     assert len(merged["runs"]) == len(runs) and "stale" not in merged["tables"]
     assert "<!-- quality:quick -->" in md.read_text()
     assert "+0.20 [" in md.read_text()
+    md.write_text("untouched\n")
+    out.unlink()
+    argv = ["--render-only", *files, "--out", str(out), "--md", str(md), "--no-md"]
+    assert quality.main(argv) == 0
+    assert md.read_text() == "untouched\n" and out.is_file()
+
+
+def test_render_only_reports_bad_inputs_in_one_line(modules, tmp_path, capsys) -> None:
+    import json
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import quality
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    runs = [
+        {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.2] * 4})
+    ]
+    runs[0]["groups"]["Average"]["psnr"] = math.nan
+    path = tmp_path / "nan.json"
+    path.write_text(json.dumps({**_result(runs, 4), "tables": {"x": 1}}))
+    md = tmp_path / "RESULTS.md"
+    assert quality.main(["--render-only", str(path), "--md", str(md)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "finite" in err and "\n" not in err and not md.exists()
+    runs[0]["groups"]["Average"]["psnr"] = 20.0
+    path.write_text(json.dumps({**_result(runs, 4), "tables": {"x": 1}}))
+    argv = ["--render-only", str(path), str(path), "--out", str(tmp_path / "o.json")]
+    assert quality.main(argv) == 1
+    assert "distinct" in capsys.readouterr().err
 
 
 def test_a_failing_run_is_reported_and_the_others_are_kept(modules, tmp_path, monkeypatch) -> None:
