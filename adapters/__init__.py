@@ -5,8 +5,9 @@
   (``erl-basicsr-train``, ``erl-basicsr-test``). Needs the ``basicsr`` extra.
 * :mod:`erl_losses.adapters.vendored`: the same losses with BasicSR's signature, importing no
   basicsr, for research repos that vendor a registry-free BasicSR copy (core install only).
-* :mod:`erl_losses.adapters.torchvision_alias`: the torchvision alias basicsr 1.4.2 needs,
-  usable without importing the adapter (``erl_losses.evaluation.metrics`` applies it).
+
+The torchvision alias basicsr 1.4.2 needs lives in the core (``erl_losses._torchvision_alias``),
+which ``erl_losses.evaluation.metrics`` and the BasicSR adapter both apply.
 
 Importing this package imports no framework.
 """

@@ -12,7 +12,7 @@ downstream ``train.py`` calling ``train_pipeline``, or a vendored ``basicsr/trai
 Patches:
 
 1. ``torchvision.transforms.functional_tensor`` alias -- :func:`install_torchvision_alias`
-   (:mod:`erl_losses.adapters.torchvision_alias`). *Why:* basicsr 1.4.2 imports that module,
+   (:mod:`erl_losses._torchvision_alias`). *Why:* basicsr 1.4.2 imports that module,
    which torchvision >= 0.17 renamed ``_functional_tensor``. *When:* only when the public module
    is missing and the private one exists.
 
@@ -52,7 +52,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from erl_losses.adapters.torchvision_alias import install_torchvision_alias
+from erl_losses._torchvision_alias import install_torchvision_alias
 
 __all__ = [
     "build_dataloader",

@@ -9,7 +9,7 @@ Backends (both compute the same definitions; tests pin them against each other):
   11x11 Gaussian window, sigma 1.5, per channel, averaged), the code of the papers' tables.
   basicsr 1.4.2 cannot be imported with torchvision >= 0.17 as it is; the adapter's
   ``torchvision.transforms.functional_tensor`` alias
-  (:func:`erl_losses.adapters.torchvision_alias.install_torchvision_alias`) is applied first.
+  (:func:`erl_losses._torchvision_alias.install_torchvision_alias`) is applied first.
 * ``'skimage'``: scikit-image's ``peak_signal_noise_ratio`` and ``structural_similarity(
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
   channel_axis=-1)``.
@@ -45,7 +45,7 @@ def _basicsr_available() -> bool:
     if importlib.util.find_spec("basicsr") is None:
         _UNAVAILABLE["reason"] = 'basicsr is not installed (pip install "erl-losses[basicsr]")'
         return False
-    from erl_losses.adapters.torchvision_alias import install_torchvision_alias
+    from erl_losses._torchvision_alias import install_torchvision_alias
 
     install_torchvision_alias()
     try:

@@ -3,10 +3,10 @@
 basicsr 1.4.2 (``basicsr/data/degradations.py``, imported by ``import basicsr``) imports
 ``torchvision.transforms.functional_tensor``; torchvision >= 0.17 renamed it
 ``_functional_tensor``, so ``import basicsr`` fails. BasicSR's master fixed the import but no
-release carries the fix. This module lives outside :mod:`erl_losses.adapters.basicsr` so that
-code which only needs ``basicsr.metrics`` (:mod:`erl_losses.evaluation.metrics`) can apply the
-alias without importing, registering and patching the whole adapter. It is patch 1 of
-:mod:`erl_losses.adapters.basicsr.compat`.
+release carries the fix. The alias imports nothing of this package, so it sits in the core's base layer where
+both of its users may import it: :mod:`erl_losses.evaluation.metrics` (basicsr's metric code,
+without importing, registering and patching the whole adapter) and the BasicSR adapter, whose
+patch 1 it is (:mod:`erl_losses.adapters.basicsr.compat`).
 """
 
 from __future__ import annotations
