@@ -222,8 +222,8 @@ class DemoResult:
 # The steps
 # ---------------------------------------------------------------------------------------------
 def _relation(bcm: Any, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """The :class:`~erl_losses.SampleRelationLoss` on ``bcm`` (see :func:`run_demo`; resolved by
-    :func:`erl_losses.zoo.resolve_bcm`) and a JSON-ready description of its BCM."""
+    """The :class:`~erl_losses.SampleRelationLoss` on ``bcm`` (see :func:`run_demo`; loaded by
+    :func:`erl_losses.modules.bcm_io.resolve_bcm`) and a JSON-ready description of its BCM."""
     from erl_losses import BatchCorrelationModule, SampleRelationLoss, zoo
 
     relation = SampleRelationLoss(bcm).to(device)
