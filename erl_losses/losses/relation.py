@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -121,7 +122,7 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
         """The frozen batch-correlation module."""
         return self._bcm
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> SampleRelationLoss:
         super()._apply(fn, recurse)
         _apply_keeping_values(self._bcm, fn)
         if self._graphed is not None:
@@ -169,7 +170,7 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
         return f"reduction={self.reduction!r}{gather}{variant}, bcm={self._bcm.config}"
 
 
-def _apply_keeping_values(bcm: BatchCorrelationModule, fn) -> None:  # type: ignore[no-untyped-def]
+def _apply_keeping_values(bcm: BatchCorrelationModule, fn: Callable[[Tensor], Tensor]) -> None:
     """``bcm._apply(fn)`` for a frozen BCM whose values no checkpoint can restore.
 
     Each new tensor ``fn`` makes gets the old one's values (a no-op after ``.to()``, a restore
