@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -209,6 +211,14 @@ def test_the_zoo_has_no_loader_of_its_own():
     assert not hasattr(zoo.Zoo, "load_bcm")
     path, spec = zoo.resolve()
     assert spec is not None and spec.name == zoo.default_name() and path.is_file()
+
+
+def test_resolving_a_name_imports_no_torch():
+    code = (
+        "import sys; from erl_losses import zoo; path, spec = zoo.resolve(); "
+        "assert path.is_file() and spec.loss_variant; assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 # -- erl zoo verify FILE -------------------------------------------------------------------------
