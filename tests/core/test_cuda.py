@@ -125,6 +125,22 @@ def test_compiled_fused_phase_equals_the_unfused_graph(monkeypatch, mode, size) 
         torch.testing.assert_close(out[setting][1], out["off"][1], rtol=1e-4, atol=1e-9)
 
 
+def test_compiled_phase_bodies_are_not_compiled_again_per_image_size(monkeypatch) -> None:
+    from torch._dynamo.utils import counters
+
+    import erl_losses.functional.phase_fused as fused
+
+    monkeypatch.setenv("ERL_LOSSES_FUSED_PHASE", "auto")
+    torch._dynamo.reset()
+    fused._compiled.cache_clear()
+    graphs = []
+    for size in [(64, 64), (96, 80), (130, 128), (255, 257)]:
+        pred = torch.rand(2, 3, *size, device="cuda", requires_grad=True)
+        phase_loss(pred, torch.rand_like(pred)).backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[1] == graphs[-1], graphs  # the first new size may turn shapes dynamic, once
+
+
 def _relation_pair(work_size: int | None = 128) -> tuple[SampleRelationLoss, SampleRelationLoss]:
     torch.manual_seed(0)
     bcm = BatchCorrelationModule(work_size=work_size)
