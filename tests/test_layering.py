@@ -183,6 +183,19 @@ def test_no_lower_layer_imports_a_higher_one() -> None:
     assert not KNOWN_BACK_EDGES - set(found), "fixed: remove from KNOWN_BACK_EDGES"
 
 
+def test_below_the_demo_only_bcm_io_reaches_the_zoo() -> None:
+    """One loader: among the layers that build or use a BCM, only bcm_io asks the zoo for a
+    file (the demo and the CLI above may read its manifest)."""
+    readers = {
+        module
+        for module, target, _line, _typing in _edges()
+        if _unit(target) == "zoo"
+        and _unit(module) not in (None, "zoo")
+        and LEVEL[_unit(module) or ""] < LEVEL["demo"]
+    }
+    assert readers == {"erl_losses.modules.bcm_io"}
+
+
 def test_the_lazy_names_match_the_package() -> None:
     import erl_losses
 
