@@ -288,6 +288,41 @@ def render_markdown(result: dict[str, Any], analysis: dict[str, Any], title: str
     return "\n".join(lines)
 
 
+def conclusion(result: dict[str, Any], analysis: dict[str, Any]) -> str:
+    """Two sentences for README: what the registered comparisons measured, and what to conclude."""
+    rows = {(r["net"], r["arm"]): r for r in analysis["rows"] if r["status"] == "primary"}
+    parts = []
+    for arm in dict.fromkeys(a for _, a in result["protocol"]["primaries"]):
+        cells = [
+            f"{net} {_f(r['psnr']['mean'])} dB {_interval(*r['ci'])} (n={r['psnr']['n']})"
+            for net in result["nets"]
+            if (r := rows.get((net, arm)))
+        ]
+        if cells:
+            parts.append(f"`{arm}` {', '.join(cells)}")
+    d = analysis["decision"]
+    measured = (
+        "On the registered protocol (Holm-corrected 95 % intervals, Average PSNR against the L1 "
+        f"baseline of the same seeds, {len(_scenes(result)[0])} test scenes) ERL measured "
+        + "; ".join(parts)
+        + "."
+    )
+    if not d["complete"]:
+        verdict = (
+            f"These are partial results (the protocol asks for {d['seeds_needed']} seeds per "
+            "comparison), so they neither show nor rule out a gain; the default stays "
+            "paper-literal until the rule can be applied."
+        )
+    elif d["change_default_to"]:
+        verdict = f"The decision rule is met for {d['change_default_to']}: the default changes."
+    else:
+        verdict = (
+            "No registered arm improved both nets beyond seed noise, so expect no measurable "
+            "gain from the term on data like this; the default stays paper-literal."
+        )
+    return f"{measured} {verdict}"
+
+
 def write_block(md: Path, key: str, block: str) -> None:
     """Replaces the ``key`` block between its markers in ``md`` (appends it when absent)."""
     begin, end = (m.format(key) for m in MARKERS)
@@ -336,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", default=None, help="block key (default: the result's split)")
     parser.add_argument("--title", default=None)
     parser.add_argument("--plot", type=Path, default=None, help="forest plot PNG")
+    parser.add_argument("--readme", type=Path, default=None, help="write the conclusion block")
     args = parser.parse_args(argv)
     result = load(args.result)
     analysis = analyse(result)
@@ -346,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         write_block(args.md, args.key or result["split"], block)
     if args.plot is not None:
         forest_plot(analysis, args.plot, title)
+    if args.readme is not None:
+        write_block(args.readme, "conclusion", conclusion(result, analysis))
     return 0
 
 
