@@ -109,9 +109,32 @@ def phase_section(phase: dict[str, Any], prov: str, device: torch.device) -> str
         "`blocked_autorange` block means pooled over interleaved rounds; speed-ups are medians "
         "of per-round ratios.\n\n"
         + "\n".join(rows)
+        + _eager_and_first_calls(phase)
         + f"\n\nTarget (issue 17, {device.type}) >= {target:.1f}x: "
         + ("met." if verdict else "NOT met.")
     )
+
+
+def _eager_and_first_calls(phase: dict[str, Any]) -> str:
+    """The eager fused node (measured on CUDA only) and each implementation's first call, which
+    on CUDA includes compiling the fused node."""
+    lines = []
+    for size, r in phase.items():
+        parts = []
+        if "rfft2-eager" in r:
+            gain = r["eager_gain"]
+            parts.append(
+                f"fused node eager (`ERL_LOSSES_FUSED_PHASE=eager`) {_ms(r['rfft2-eager'])} ms, "
+                f"eager/compiled {gain['median']:.2f}x ({gain['min']:.2f}-{gain['max']:.2f})"
+            )
+        if "first_call_s" in r:
+            parts.append(
+                "first call "
+                + ", ".join(f"{impl} {s:.2f} s" for impl, s in r["first_call_s"].items())
+            )
+        if parts:
+            lines.append(f"- {size}x{size}: " + "; ".join(parts) + ".")
+    return ("\n\n" + "\n".join(lines)) if lines else ""
 
 
 def _relation_rows(rel: dict[str, Any]) -> list[str]:

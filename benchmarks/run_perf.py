@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils import benchmark as tbench
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -152,22 +153,65 @@ class Interleaved:
         return {"median": _median(ratios), "min": min(ratios), "max": max(ratios)}
 
 
+class Deadline:
+    """A soft time limit (``--deadline-s``): a section not started before it is skipped and
+    listed in the results' ``skipped``, so a run given a time slice stops between sections."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.end = None if seconds is None else time.perf_counter() + seconds
+        self.skipped: list[str] = []
+
+    def passed(self) -> bool:
+        return self.end is not None and time.perf_counter() >= self.end
+
+    def skip(self, what: str) -> None:
+        self.skipped.append(f"{what}: not started, --deadline-s reached")
+
+
 # -- the benchmarks -------------------------------------------------------------------------------
-def run_phase(args: argparse.Namespace, device: torch.device, log) -> dict[str, Any]:
+def phase_implementations(device: torch.device) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+    """``bench_phase``'s implementations, plus on CUDA ``rfft2-eager``: the fused node run
+    eagerly (``ERL_LOSSES_FUSED_PHASE=eager``), the alternative to compiling it there (on a CPU
+    the shipped path is already the eager node)."""
+    impls = dict(bench_phase.IMPLEMENTATIONS)
+    if device.type == "cuda":
+        impls["rfft2-eager"] = bench_phase._library("eager")
+    return impls
+
+
+def _phase_step(fn: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor):  # type: ignore[no-untyped-def]
+    def step() -> None:
+        pred.grad = None
+        fn(pred, target).backward()
+
+    return step
+
+
+def run_phase(
+    args: argparse.Namespace, device: torch.device, log, deadline: Deadline
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    impls = phase_implementations(device)
     for size in args.sizes:
+        if deadline.passed():
+            deadline.skip(f"phase {size}px")
+            continue
         log(f"  phase loss {size}px")
         agreement = bench_phase.check_agreement(size, device)
         bench = Interleaved(device, args.min_run_time)
-        for impl in bench_phase.IMPLEMENTATIONS:
-            bench.add(impl, bench_phase.make_step(impl, *bench_phase.make_inputs(size, device)))
+        for impl, fn in impls.items():
+            bench.add(impl, _phase_step(fn, *bench_phase.make_inputs(size, device)))
         bench.run(args.phase_rounds, log)
         out[str(size)] = {
             "agreement": agreement,
-            **{impl: bench.stats(impl) for impl in bench_phase.IMPLEMENTATIONS},
+            **{impl: bench.stats(impl) for impl in impls},
             "speedup": bench.paired_ratio("fft2", "rfft2"),
             "fused_gain": bench.paired_ratio("rfft2-unfused", "rfft2"),
+            # The first call: on CUDA it includes compiling the fused node.
+            "first_call_s": dict(bench.warmup_s),
         }
+        if "rfft2-eager" in impls:
+            out[str(size)]["eager_gain"] = bench.paired_ratio("rfft2-eager", "rfft2")
     return out
 
 
@@ -187,7 +231,11 @@ def _make_relation(label: str, device: torch.device, graphs: bool):  # type: ign
 
 
 def run_relation(
-    args: argparse.Namespace, device: torch.device, amp_dtype: torch.dtype | None, log
+    args: argparse.Namespace,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    log,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     make_net, net_label = brel.net_factory(args.net)
     out: dict[str, Any] = {
@@ -196,6 +244,9 @@ def run_relation(
         "sizes": {},
     }
     for size in args.sizes:
+        if deadline is not None and deadline.passed():
+            deadline.skip(f"relation {size}px (amp={amp_dtype})")
+            continue
         log(f"  training step {size}px ({net_label}, amp={amp_dtype})")
         bench = Interleaved(device, args.min_run_time, memory=True)
         bench.add("L1", brel.TrainStep(make_net, size, device, None, amp_dtype))
@@ -217,6 +268,7 @@ def run_relation(
             "peak_bytes": bench.peak_bytes,
             "e2e_overhead": {},
             "term_overhead": {},
+            "graphs_gain": {},
         }
         base = res["times"]["L1"]["median"]
         for label, _, as_term, as_step in workloads:
@@ -229,6 +281,12 @@ def run_relation(
                     "median": res["times"][name]["median"] / base,
                     **{k: v for k, v in bench.paired_ratio(name, "L1").items() if k != "median"},
                 }
+            eager = f"rel@{label.removesuffix('+graphs')}"
+            if label.endswith("+graphs") and as_term and eager in bench.fns:
+                # eager / graphed term time, per round: > 1 when the graphs are faster.
+                res["graphs_gain"][label.removesuffix("+graphs")] = bench.paired_ratio(
+                    eager, f"rel@{label}"
+                )
         out["sizes"][str(size)] = res
     return out
 
@@ -278,7 +336,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-relation", action="store_true")
     p.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
-    p.add_argument("--json", type=Path, default=None, help="also dump raw results as JSON")
+    p.add_argument(
+        "--json", type=Path, default=None,
+        help="also dump raw results as JSON (rewritten after every section: a stopped run "
+        "keeps the sections it finished)",
+    )  # fmt: skip
+    p.add_argument(
+        "--deadline-s", type=float, default=None,
+        help="soft time limit in seconds: sections not started by then are skipped and listed",
+    )  # fmt: skip
     p.add_argument(
         "--render-json", type=Path, default=None,
         help="only re-render the RESULTS.md sections from a --json file (same size options)",
@@ -297,6 +363,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _dump(results: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2, default=str))
+        tmp.replace(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -306,43 +379,88 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("--device cuda but CUDA is not available", file=sys.stderr)
         return 2
+    if args.deadline_s is not None and args.deadline_s <= 0:
+        print(f"Expected --deadline-s > 0, got {args.deadline_s}", file=sys.stderr)
+        return 2
     _cf.configure_threads()
     _cf.seed_all()
     info = _cf.collect_machine_info(device)
+    argv_used = list(sys.argv[1:] if argv is None else argv)
     env = os.environ.get("ERL_BENCH_THREADS")
     command = (f"ERL_BENCH_THREADS={env} " if env else "") + "python benchmarks/run_perf.py "
-    command = (
-        command + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    ).strip()
+    command = (command + " ".join(shlex.quote(a) for a in argv_used)).strip()
     t_start = time.perf_counter()
+    deadline = Deadline(args.deadline_s)
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
 
     log(f"machine: {json.dumps(info)}")
-    results: dict[str, Any] = {"machine": info, "command": command}
+    results: dict[str, Any] = {
+        "machine": info,
+        "command": command,
+        "argv": argv_used,
+        "relation": {},
+        "skipped": deadline.skipped,
+    }
+
+    def checkpoint() -> None:
+        results["wall_s"] = time.perf_counter() - t_start
+        _dump(results, args.json)
+
+    checkpoint()
     if not args.skip_phase:
-        results["phase"] = run_phase(args, device, log)
-    results["relation"] = {}
+        results["phase"] = run_phase(args, device, log, deadline)
+        checkpoint()
     if not args.skip_relation:
         for prec in args.precision:
+            if deadline.passed():
+                deadline.skip(f"relation ({prec})")
+                continue
             amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
             try:
-                results["relation"][prec] = run_relation(args, device, amp, log)
+                results["relation"][prec] = run_relation(args, device, amp, log, deadline)
             except Exception as exc:  # a failed variant must not lose the others' figures
                 log(f"  relation benchmark ({prec}) failed: {exc!r}")
                 results["relation"][prec] = {"error": repr(exc)}
+            checkpoint()
     if args.cold_start_runs > 0:
-        log(f"  cold start ({args.cold_start_runs} fresh processes)")
-        results["cold_start"] = bench_cold_start.cold_start(
-            args.device, args.cold_start_size, args.cold_start_runs
-        )
-    results["wall_s"] = time.perf_counter() - t_start
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+        if deadline.passed():
+            deadline.skip("cold start")
+        else:
+            log(f"  cold start ({args.cold_start_runs} fresh processes)")
+            results["cold_start"] = bench_cold_start.cold_start(
+                args.device, args.cold_start_size, args.cold_start_runs
+            )
+    results["complete"] = not deadline.skipped
+    checkpoint()
+    for what in deadline.skipped:
+        log(f"  skipped {what}")
     write_sections(results, args, device, info, command)
     log(f"done in {results['wall_s'] / 60:.1f} min")
     return 0
+
+
+#: Options of a saved run that do not change what its sections say.
+_NOT_RENDERED = {"--json": 1, "--results": 1, "--deadline-s": 1, "--no-write": 0}
+
+
+def render_saved(json_path: Path, results_path: Path) -> dict[str, str]:
+    """Writes the RESULTS.md sections of a run saved with ``--json`` into ``results_path``,
+    parsing the run's own options again; returns the sections written."""
+    results = json.loads(json_path.read_text())
+    argv, kept = list(results.get("argv", [])), []
+    i = 0
+    while i < len(argv):
+        name = argv[i].split("=", 1)[0]
+        if name in _NOT_RENDERED:
+            i += 1 + (_NOT_RENDERED[name] if "=" not in argv[i] else 0)
+            continue
+        kept.append(argv[i])
+        i += 1
+    args = parse_args([*kept, "--results", str(results_path)])
+    device = torch.device(args.device)
+    return render_sections(results, args, device, results["machine"], results["command"], True)
 
 
 def write_sections(
@@ -352,11 +470,30 @@ def write_sections(
     info: dict[str, Any],
     command: str,
 ) -> int:
-    """Renders the sections of one run (all with its provenance) and writes them."""
+    """Renders the sections of one run (all with its provenance), prints and writes them."""
+    sections = render_sections(results, args, device, info, command, not args.no_write)
+    for heading, body in sections.items():
+        print(f"\n## {heading}\n\n{body}")
+    if not args.no_write:
+        print(f"updated {args.results}")
+    return 0
+
+
+def render_sections(
+    results: dict[str, Any],
+    args: argparse.Namespace,
+    device: torch.device,
+    info: dict[str, Any],
+    command: str,
+    write: bool,
+) -> dict[str, str]:
+    """The ``{heading: body}`` sections of one run; written into ``args.results`` if ``write``."""
     prov = report.provenance(info, command, results["wall_s"], device)
+    if results.get("skipped"):
+        prov += "\n- Stopped by `--deadline-s` before: " + "; ".join(results["skipped"]) + "."
     dev = args.device
     sections: dict[str, str] = {}
-    if "phase" in results:
+    if results.get("phase"):
         sections[f"Performance: PhaseLoss rfft2 vs full fft2 [{dev}]"] = report.phase_section(
             results["phase"], prov, device
         )
@@ -366,6 +503,8 @@ def write_sections(
         if "error" in rel:
             sections[heading] = f"{prov}\n\nFAILED: `{rel['error']}`"
             continue
+        if not rel["sizes"]:
+            continue
         sections[heading] = report.relation_section(rel, args, prov, device)
         if prec == "fp32":
             sections[f"Performance: work_size cost [{dev}]"] = report.work_size_section(rel, prov)
@@ -373,12 +512,9 @@ def write_sections(
         sections[f"Performance: from_pretrained cold start [{dev}]"] = report.cold_start_section(
             results["cold_start"], prov, device
         )
-    for heading, body in sections.items():
-        print(f"\n## {heading}\n\n{body}")
-    if not args.no_write:
+    if write:
         report.update_results(args.results, sections)
-        print(f"updated {args.results}")
-    return 0
+    return sections
 
 
 if __name__ == "__main__":
