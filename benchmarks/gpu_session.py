@@ -56,7 +56,7 @@ RESULTS_MD = BENCH_DIR / "RESULTS.md"
 PART_NAMES = ("tests", "perf", "basicsr", "quality")
 #: Seconds kept back from the budget for the summary and process shutdown.
 RESERVE_S = 5.0
-#: The GPU session's budget (issue: every GPU measurement in <= 8 minutes).
+#: The GPU session's budget: every GPU measurement in <= 8 minutes (design.md section 9).
 GPU_BUDGET_S = 480.0
 NOT_MEASURED = "not yet measured"
 BEGIN = "<!-- gpu-session:begin (written by benchmarks/gpu_session.py --render) -->"
@@ -679,7 +679,7 @@ def render_block(directory: Path | None) -> str:
             lines.append(f"| {p['name']} | {p['status']} | {p['seconds']:.0f} | {note} |")
         lines.append("")
     targets = [
-        ("PhaseLoss >= 1.5x faster than the `fft2` reference (design.md 9, issue 17)",
+        ("PhaseLoss >= 1.5x faster than the `fft2` reference (design.md 9)",
          _phase_target(perf)),
         ("relation term <= 3 % of a 256 px FECNet step, best configuration (design.md 9)",
          _relation_target(perf, "256", 0.03, None)),
@@ -687,7 +687,7 @@ def render_block(directory: Path | None) -> str:
          _relation_target(perf, "256", 0.10, "128")),
         ("relation term <= 5 % at 512 px, default `work_size=128` (design.md 9)",
          _relation_target(perf, "512", 0.05, "128")),
-        ("`from_pretrained()` cold start < 0.2 s after `import torch` (issue 17)",
+        ("`from_pretrained()` cold start < 0.2 s after `import torch` (the CPU target, benchmarks/README.md)",
          _cold_target(perf)),
         ("every CUDA test passes (`tests/core/test_cuda.py` and the other CUDA-only tests)",
          _tests_target(tests)),
