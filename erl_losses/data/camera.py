@@ -7,8 +7,11 @@ One call of :func:`camera_render` is one shot of the scene at a relative exposur
 2. exposure ``2 ** EV`` and the sensor's clip at 1 (:func:`expose`);
 3. the camera's filmic tone curve (:func:`filmic_shoulder`): lifts the mid-tones and rolls the
    highlights off to white;
-4. sRGB encoding, 8-bit quantisation, and a mild JPEG round trip (:func:`jpeg_round_trip`,
-   quality 88-95, as in the in-camera JPEGs of MSEC's inputs).
+4. sRGB encoding and the camera's contrast S-curve on the encoded values (:func:`s_curve`,
+   strength :data:`CAMERA_CONTRAST`): deepens the shadows, so an under-exposed shot is as dark as
+   MSEC's (real N1.5 inputs average a luma of about 45 of 255);
+5. 8-bit quantisation and a mild JPEG round trip (:func:`jpeg_round_trip`, quality 88-95, as in
+   the in-camera JPEGs of MSEC's inputs).
 
 The random parts (white-balance error, JPEG quality) live in :class:`CameraParams`, drawn by
 :func:`draw_camera_params`. This is our emulation, not the MSEC pipeline (Afifi et al. render
@@ -30,7 +33,9 @@ __all__ = [
     "draw_camera_params",
     "expose",
     "filmic_shoulder",
+    "invert_tone_curve",
     "jpeg_round_trip",
+    "s_curve",
     "white_balance",
 ]
 
@@ -40,6 +45,8 @@ WB_ERROR_STOPS = 0.12
 JPEG_QUALITY = (88, 95)
 #: Strength of the camera's filmic shoulder (see :func:`filmic_shoulder`).
 CAMERA_SHOULDER = 3.0
+#: Strength of the camera's contrast S-curve on encoded values (see :func:`s_curve`).
+CAMERA_CONTRAST = 0.6
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,13 @@ class CameraParams:
             ``2 ** e`` with ``e`` about N(0, 0.12) clipped to +-0.3 stops.
         jpeg_quality: in-camera JPEG quality, an int in [88, 95].
         shoulder: filmic shoulder strength, see :func:`filmic_shoulder`.
+        contrast: strength of the contrast S-curve on the encoded values, see :func:`s_curve`.
     """
 
     wb_gains: tuple[float, float, float]
     jpeg_quality: int
     shoulder: float = CAMERA_SHOULDER
+    contrast: float = CAMERA_CONTRAST
 
 
 def draw_camera_params(rng: np.random.Generator) -> CameraParams:
@@ -99,6 +108,33 @@ def filmic_shoulder(x: np.ndarray, strength: float = CAMERA_SHOULDER) -> np.ndar
     return (1.0 + strength) * x / (x + strength)
 
 
+def s_curve(encoded: np.ndarray, strength: float) -> np.ndarray:
+    """A contrast S-curve on encoded values in [0, 1]: ``x - k sin(2 pi x) / (2 pi)``.
+
+    Fixes 0, 0.5 and 1; slope ``1 + k`` at mid-grey and ``1 - k`` at the ends, monotone for
+    ``k = strength`` in [0, 1).
+    """
+    x = np.clip(np.asarray(encoded, dtype=np.float64), 0.0, 1.0)
+    return x - strength * np.sin(2.0 * np.pi * x) / (2.0 * np.pi)
+
+
+def invert_tone_curve(
+    encoded: np.ndarray, shoulder: float = CAMERA_SHOULDER, contrast: float = CAMERA_CONTRAST
+) -> np.ndarray:
+    """Linear values the camera's tone curve maps to ``encoded``: the raw behind a finished photo.
+
+    Inverts :func:`s_curve` (by interpolation), the sRGB encoding and :func:`filmic_shoulder`
+    (``x = a y / (1 + a - y)``), so ``camera_render`` at 0 EV (no white-balance error) gives
+    the encoded values back up to quantisation and JPEG. Float64 in [0, 1], ``encoded``'s shape.
+    """
+    from erl_losses.data.colour import srgb_to_linear
+
+    grid = np.linspace(0.0, 1.0, 4097)
+    y = np.interp(np.clip(encoded, 0.0, 1.0), s_curve(grid, contrast), grid)
+    y = srgb_to_linear(y)
+    return np.clip(shoulder * y / (1.0 + shoulder - y), 0.0, 1.0)
+
+
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     """Encodes an ``(H, W, 3)`` uint8 image as JPEG (4:4:4, Pillow) and decodes it again.
 
@@ -125,6 +161,6 @@ def camera_render(raw: np.ndarray, ev: float, params: CameraParams) -> np.ndarra
         ``(H, W, 3)`` uint8 sRGB image.
     """
     exposed = expose(white_balance(raw, params.wb_gains), ev)
-    encoded = linear_to_srgb(filmic_shoulder(exposed, params.shoulder))
+    encoded = s_curve(linear_to_srgb(filmic_shoulder(exposed, params.shoulder)), params.contrast)
     quantised = np.round(encoded * 255.0).astype(np.uint8)
     return jpeg_round_trip(quantised, params.jpeg_quality)

@@ -4,21 +4,22 @@ MSEC (Afifi et al., CVPR 2021) renders each raw at -1.5 ... +1.5 EV with an emul
 takes as ground truth an expert's retouch of the same raw, so even the 0 EV input differs from the
 GT. This renderer has the same structure, on photos bundled with installed packages:
 
-* **scene** (:func:`scene_from_photo`): the photo's sRGB values linearised and scaled by a random
-  ``2 ** u``, ``u`` uniform in +-0.5 stops (scenes differ in brightness, as raws do);
+* **scene** (:func:`scene_from_photo`): the photo with the camera's tone curve undone (the raw
+  behind it) and scaled by a random ``2 ** u``, ``u`` uniform in +-0.5 stops (scenes differ in
+  brightness, as raws do);
 * **inputs** (:mod:`erl_losses.data.camera`): as-shot white-balance error (R and B about
-  N(0, 0.12) stops), ``2 ** EV``, raw clip at 1, a filmic shoulder, sRGB, 8-bit, JPEG
-  quality 88-95;
-* **ground truth** (:mod:`erl_losses.data.retouch`): partial grey-world white balance, a
-  content-driven exposure change, local tone mapping with detail boost, white point and roll-off,
-  S-curve, saturation x1.15 -- fixed settings, so the GT is a function of the raw's own statistics
-  and of nothing random, hence learnable from the input.
+  N(0, 0.12) stops), ``2 ** EV``, raw clip at 1, a filmic shoulder, sRGB, a contrast S-curve,
+  8-bit, JPEG quality 88-95;
+* **ground truth** (:mod:`erl_losses.data.retouch`): white balance to the true illuminant (the
+  as-shot error undone), a content-driven exposure change, local tone mapping with detail boost,
+  white point and roll-off, S-curve, saturation x1.15 -- fixed settings, so the GT is a function
+  of the scene, not of a random style.
 
 The GT does not depend on EV (it is rendered from the raw at its own exposure). Input PSNR against
 the GT, mean over the default set (10 photos x 4 crops x 128 px, seed 0; the table in
-``benchmarks/RESULTS.md``): N1.5 15.33, N1 17.55, 0 20.18, P1 15.65, P1.5 13.10 dB, inside the
+``docs/renderer.md``): N1.5 11.61, N1 14.10, 0 21.28, P1 16.77, P1.5 13.04 dB, inside the
 calibration targets 18-22 dB at 0 EV and 11-16 dB at +-1.5 EV, peaking at 0 EV. Individual crops
-spread widely (about 12-26 dB at 0 EV): a bright, high-key scene is closest to the GT when
+spread widely (about 12-31 dB at 0 EV): a bright, high-key scene is closest to the GT when
 under-exposed. This is our emulation, a stand-in for demos, tests and benchmarks, not MSEC.
 
 :func:`render_dataset` writes the MSEC layout from random crops of the bundled photos
@@ -37,7 +38,12 @@ from typing import Literal
 import numpy as np
 
 from erl_losses._validation import check_int, check_positive_int
-from erl_losses.data.camera import CameraParams, camera_render, draw_camera_params
+from erl_losses.data.camera import (
+    CameraParams,
+    camera_render,
+    draw_camera_params,
+    invert_tone_curve,
+)
 from erl_losses.data.colour import linear_to_srgb, srgb_to_linear
 from erl_losses.data.io import write_png
 from erl_losses.data.levels import LEVEL_EV, MSEC_LEVELS
@@ -63,7 +69,11 @@ Seed = int | Sequence[int]
 
 
 def scene_from_photo(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """A linear scene from an sRGB photo: ``srgb_to_linear(img / 255) * 2 ** u``.
+    """A linear scene from an sRGB photo: ``invert_tone_curve(img / 255) * 2 ** u``.
+
+    A photo is a camera's rendering of its raw: undoing the camera's tone curve
+    (:func:`~erl_losses.data.camera.invert_tone_curve`), not only the sRGB encoding, keeps the
+    photo's own mid-tone lift from being applied twice (inputs too bright when under-exposed).
 
     Args:
         img: ``(H, W, 3)`` ``uint8`` sRGB photo.
@@ -73,7 +83,7 @@ def scene_from_photo(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
         ``(scene, u)``: ``(H, W, 3)`` float64 linear values in [0, 2 ** 0.5], and ``u`` in stops.
     """
     stops = float(rng.uniform(-SCENE_SPREAD_STOPS, SCENE_SPREAD_STOPS))
-    return srgb_to_linear(np.asarray(img) / 255.0) * 2.0**stops, stops
+    return invert_tone_curve(np.asarray(img) / 255.0) * 2.0**stops, stops
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,8 @@ def render_scene(
     # The expert edits the raw as shot: the camera's white-balance error and sensor clip at 0 EV.
     raw = np.clip(scene * np.asarray(camera.wb_gains), 0.0, 1.0)
     inputs = {level: camera_render(scene, LEVEL_EV[level], camera) for level in levels}
-    return RenderedScene(expert_retouch(raw, style), inputs, camera, stops)
+    gt = expert_retouch(raw, style, as_shot_gains=camera.wb_gains)
+    return RenderedScene(gt, inputs, camera, stops)
 
 
 def render_exposures(

@@ -5,7 +5,9 @@ rendering; even the 0 EV input differs from it. :func:`expert_retouch` emulates 
 fixed settings, so the result is a function of the image's own statistics (learnable from the
 input) rather than of a random style:
 
-1. partial grey-world white balance (:func:`grey_world_gains`, strength 0.5);
+1. white balance to the scene's true illuminant: the camera's as-shot error is undone
+   (:func:`neutral_gains`). Not grey world, which would pull every warm scene (sunsets, indoor
+   light, the bundled photos' average) towards blue, a habit an expert does not have;
 2. a content-driven exposure change that moves the log-average luminance part of the way towards
    mid-grey (:func:`auto_exposure_gain`);
 3. local tone mapping with a detail boost (:func:`local_tone_map`: base layer compressed to 0.75
@@ -23,15 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from erl_losses.data.camera import filmic_shoulder
+from erl_losses.data.camera import filmic_shoulder, s_curve
 from erl_losses.data.colour import linear_to_srgb, luminance
 
 __all__ = [
     "ExpertStyle",
     "auto_exposure_gain",
     "expert_retouch",
-    "grey_world_gains",
     "local_tone_map",
+    "neutral_gains",
     "s_curve",
     "saturate",
     "white_level",
@@ -45,7 +47,7 @@ class ExpertStyle:
     """The expert's fixed settings (defaults are the renderer's calibration).
 
     Attributes:
-        wb_strength: fraction of the grey-world correction applied, in [0, 1].
+        wb_strength: fraction (in stops) of the as-shot white-balance error removed, in [0, 1].
         target_key: log-average luminance aimed at, linear (0.18 = mid-grey).
         exposure_strength: fraction (in log space) of the way to ``target_key``, in [0, 1].
         max_darken_stops, max_brighten_stops: caps of the exposure change, stops (an expert
@@ -60,7 +62,7 @@ class ExpertStyle:
         saturation: saturation factor, >= 1 boosts.
     """
 
-    wb_strength: float = 0.5
+    wb_strength: float = 1.0
     target_key: float = 0.18
     exposure_strength: float = 0.7
     max_darken_stops: float = 0.5
@@ -74,18 +76,19 @@ class ExpertStyle:
     saturation: float = 1.15
 
 
-def grey_world_gains(raw: np.ndarray, strength: float) -> np.ndarray:
-    """Per-channel gains moving the channel means of ``raw`` towards their common mean.
+def neutral_gains(
+    as_shot_gains: tuple[float, float, float] | np.ndarray, strength: float
+) -> np.ndarray:
+    """Per-channel gains undoing ``strength`` of the camera's as-shot white-balance error.
 
-    Gains ``(mean_c / m_c) ** strength`` normalised to unit luminance gain, where ``m_c`` are the
-    channel means of the ``(H, W, 3)`` linear image; ``strength`` 0 gives ones, 1 full grey world.
+    ``as_shot_gains ** -strength``: 1 restores the scene's true illuminant (a neutral surface
+    comes out neutral whatever the scene's average colour), 0 keeps the camera's cast. Unlike
+    grey world it leaves a warm or cool scene's own colour alone.
 
     Returns:
         ``(3,)`` float64 gains.
     """
-    means = np.asarray(raw, dtype=np.float64).reshape(-1, 3).mean(axis=0) + _EPS
-    gains = (means.mean() / means) ** strength
-    return gains / float(luminance(gains))
+    return np.asarray(as_shot_gains, dtype=np.float64) ** -float(strength)
 
 
 def auto_exposure_gain(raw: np.ndarray, style: ExpertStyle) -> float:
@@ -134,31 +137,30 @@ def white_level(linear: np.ndarray, percentile: float) -> float:
     return max(1.0, float(np.percentile(luminance(linear), percentile)))
 
 
-def s_curve(encoded: np.ndarray, strength: float) -> np.ndarray:
-    """A contrast S-curve on encoded values in [0, 1]: ``x - k sin(2 pi x) / (2 pi)``.
-
-    Fixes 0, 0.5 and 1; slope ``1 + k`` at mid-grey and ``1 - k`` at the ends, monotone for
-    ``k = strength`` in [0, 1).
-    """
-    x = np.clip(np.asarray(encoded, dtype=np.float64), 0.0, 1.0)
-    return x - strength * np.sin(2.0 * np.pi * x) / (2.0 * np.pi)
-
-
 def saturate(encoded: np.ndarray, factor: float) -> np.ndarray:
     """Scales each pixel's distance from its grey (Rec. 709 weights) by ``factor``; clips to [0, 1]."""
     grey = luminance(encoded)[..., None]
     return np.clip(grey + factor * (np.asarray(encoded, dtype=np.float64) - grey), 0.0, 1.0)
 
 
-def expert_retouch(raw: np.ndarray, style: ExpertStyle | None = None) -> np.ndarray:
+def expert_retouch(
+    raw: np.ndarray,
+    style: ExpertStyle | None = None,
+    *,
+    as_shot_gains: tuple[float, float, float] | np.ndarray = (1.0, 1.0, 1.0),
+) -> np.ndarray:
     """The ground truth: the expert's edit of the linear raw ``(H, W, 3)`` (values in [0, 1]).
+
+    ``as_shot_gains`` are the camera's white-balance gains the raw was shot with (its error
+    against the true illuminant, :class:`~erl_losses.data.camera.CameraParams`); the expert
+    undoes them (:func:`neutral_gains`).
 
     Returns:
         ``(H, W, 3)`` uint8 sRGB image.
     """
     style = style or ExpertStyle()
     raw = np.asarray(raw, dtype=np.float64)
-    balanced = raw * grey_world_gains(raw, style.wb_strength)
+    balanced = raw * neutral_gains(as_shot_gains, style.wb_strength)
     exposed = balanced * auto_exposure_gain(balanced, style)
     sigma = style.base_sigma * min(raw.shape[:2])
     mapped = local_tone_map(

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from erl_losses.data.camera import CameraParams, camera_render, filmic_shoulder, jpeg_round_trip
+from erl_losses.data.camera import (
+    CameraParams,
+    camera_render,
+    filmic_shoulder,
+    invert_tone_curve,
+    jpeg_round_trip,
+)
 from erl_losses.data.colour import linear_to_srgb, luminance, srgb_to_linear
 from erl_losses.data.levels import MSEC_LEVELS
 from erl_losses.data.photos import HELD_OUT, list_photos, load_photo, split_photos
@@ -16,8 +22,9 @@ from erl_losses.data.render import render_dataset, render_exposures, render_scen
 from erl_losses.data.retouch import (
     ExpertStyle,
     auto_exposure_gain,
-    grey_world_gains,
+    expert_retouch,
     local_tone_map,
+    neutral_gains,
     s_curve,
 )
 
@@ -97,15 +104,24 @@ def test_s_curve_fixes_ends_and_mid_grey_and_is_monotone() -> None:
     assert np.gradient(y, x)[5000] == pytest.approx(1.35, rel=1e-3)
 
 
-def test_grey_world_gains_balance_the_channel_means() -> None:
+def test_expert_undoes_the_as_shot_cast_and_keeps_a_warm_scene_warm() -> None:
+    np.testing.assert_allclose(neutral_gains((2.0, 1.0, 0.5), 1.0), [0.5, 1.0, 2.0])
+    np.testing.assert_allclose(neutral_gains((2.0, 1.0, 0.5), 0.0), np.ones(3))
     rng = np.random.default_rng(0)
-    raw = rng.uniform(0, 1, (16, 16, 3)) * np.array([0.8, 0.5, 0.2])
-    full = raw * grey_world_gains(raw, 1.0)
-    means = full.reshape(-1, 3).mean(axis=0)
-    np.testing.assert_allclose(means, means.mean(), rtol=1e-3)
-    np.testing.assert_allclose(grey_world_gains(raw, 0.0), np.ones(3))
-    half = (raw * grey_world_gains(raw, 0.5)).reshape(-1, 3).mean(axis=0)
-    assert np.ptp(half) < np.ptp(raw.reshape(-1, 3).mean(axis=0))
+    warm = rng.uniform(0.05, 0.5, (32, 32, 1)) * np.array([1.0, 0.8, 0.5])
+    gains = (2.0**0.2, 1.0, 2.0**-0.2)
+    neutral = expert_retouch(warm).reshape(-1, 3).mean(axis=0)
+    shot = expert_retouch(np.clip(warm * gains, 0, 1), as_shot_gains=gains)
+    np.testing.assert_allclose(shot.reshape(-1, 3).mean(axis=0), neutral, atol=1.0)
+    assert neutral[0] > neutral[1] > neutral[2]
+
+
+def test_inverting_the_tone_curve_gives_the_photo_back_at_0ev(crop) -> None:
+    params = CameraParams(wb_gains=(1.0, 1.0, 1.0), jpeg_quality=95)
+    again = camera_render(invert_tone_curve(crop / 255.0), 0.0, params)
+    assert _psnr(again, crop) > 35
+    under = camera_render(invert_tone_curve(crop / 255.0), -1.5, params)
+    assert under.mean() < 0.6 * crop.mean()
 
 
 def test_auto_exposure_moves_the_key_towards_mid_grey_within_its_caps() -> None:
