@@ -6,6 +6,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from erl_losses.cli._args import existing_file, existing_folder, net_name
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``eval`` sub-command."""
@@ -14,18 +16,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate predictions (or a net) with the MSEC / SICE protocol",
         description=(
             "Either compares --pred with --gt, or runs --net with --weights over --data and "
-            "evaluates its predictions. Predictions are named <scene>_<level>.<ext> (MSEC levels "
-            "N1.5 N1 0 P1 P1.5; SICE low over), GT <scene>.<ext>. Reports PSNR and SSIM per "
-            "level and as Under / Over / Average."
+            "evaluates its predictions. msec/sice: predictions are named <scene>_<level>.<ext> "
+            "(MSEC levels N1.5 N1 0 P1 P1.5; SICE low over), GT <scene>.<ext>; reports PSNR and "
+            "SSIM per level and as Under / Over / Average. paired: one input per GT (LOL-style "
+            "flat folders low/ + high/, input/ + gt/, input/ + target/ or lq/ + gt/, in --data "
+            "or its --split folder), predictions named as their input; reports the Average."
         ),
     )
-    parser.add_argument("--protocol", choices=("msec", "sice"), default="msec")
+    parser.add_argument(
+        "--protocol",
+        choices=("msec", "sice", "paired"),
+        default="msec",
+        help="msec (default), sice, or paired (one input per GT, LOL-style)",
+    )
     parser.add_argument("--pred", help="folder of predictions")
     parser.add_argument("--gt", help="folder of ground truth (or the folder above GT_IMAGES/mid)")
-    parser.add_argument("--net", help="net name from erl_losses.archs (with --weights, --data)")
+    parser.add_argument(
+        "--net",
+        type=net_name,
+        help="reference net (with --weights, --data): DRBN, DRBN_ENC, ECLNet or FECNet",
+    )
     parser.add_argument("--weights", help="net weights: .safetensors or a .pth state dict")
     parser.add_argument("--data", help="dataset root or split folder to run the net on")
-    parser.add_argument("--split", default="test", help="split folder of --data (default test)")
+    parser.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="test",
+        help="split folder of --data when --data is the dataset root (default test)",
+    )
     parser.add_argument("--out", help="where --net writes its predictions (default: temporary)")
     parser.add_argument("--device", default="cpu", help="torch device for --net (default cpu)")
     parser.add_argument("--json", help="write the report as JSON to this file")
@@ -71,8 +89,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluates, prints the markdown tables, writes JSON/CSV when asked."""
-    from erl_losses.evaluation.protocol import evaluate_folders
-
     use_net = args.net is not None
     if use_net:
         if args.pred or args.gt:
@@ -89,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.inception_weights and not args.fidelity:
         raise ValueError("Expected --fidelity with --inception-weights, got it alone")
+    # Missing inputs are reported before torch is imported and before any work.
+    for flag in ("data", "pred", "gt"):
+        existing_folder(getattr(args, flag), f"--{flag}")
+    existing_file(args.weights, "--weights")
     _check_outputs(args)
+    from erl_losses.evaluation.protocol import evaluate_folders
+
     with tempfile.TemporaryDirectory(prefix="erl-eval-") as tmp:
         if use_net:
             from erl_losses._runtime import resolve_device

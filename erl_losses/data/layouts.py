@@ -10,8 +10,13 @@ The one home of these rules: :class:`~erl_losses.data.MSECDataset`,
   (MSEC's ``gtRead.m``).
 * **SICE** (SICEV2 as used by ENC / FECNet / ECLNet): ``<split>/{low,over}/<id>.<ext>`` with
   ``<split>/mid/<id>.<ext>``; predictions may also be flat, ``<id>_{low,over}.<ext>``.
+* **paired** (one input per GT, LOL-style): ``<split>/<inputs>/<name>.<ext>`` with
+  ``<split>/<gts>/<name>.<ext>``, the two folders one of :data:`PAIRED_FOLDERS` (``low`` +
+  ``high``, ``input`` + ``gt``, ``input`` + ``target``, ``lq`` + ``gt``); predictions are named
+  as their input. No exposure levels: one group, Average.
 
-Split folders may be named ``train|training``, ``valid|validation|val`` or ``test|testing``.
+Split folders may be named ``train|training``, ``valid|validation|val`` or ``test|testing``
+(paired sets: also capitalised, ``Train``/``Test``, and LOL's ``our485``/``eval15``).
 Extensions are matched case-insensitively (MSEC has ``.JPG`` inputs and ``.jpg`` GT).
 """
 
@@ -26,6 +31,9 @@ from erl_losses.data.io import format_names, list_images
 from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, split_level
 
 __all__ = [
+    "PAIRED",
+    "PAIRED_FOLDERS",
+    "PROTOCOLS",
     "PROTOCOL_LEVELS",
     "SPLIT_FOLDERS",
     "DatasetLayout",
@@ -34,12 +42,31 @@ __all__ = [
     "dataset_pairs",
     "find_gt_dir",
     "leveled_images",
+    "pair_by_name",
     "pair_with_gt",
+    "paired_dataset",
     "resolve_split",
 ]
 
 #: Exposure levels of each protocol, in EV order.
 PROTOCOL_LEVELS: dict[str, tuple[str, ...]] = {"msec": MSEC_LEVELS, "sice": SICE_LEVELS}
+
+#: The one-input-per-GT protocol (LOL-style sets): no levels, predictions named as their input.
+PAIRED = "paired"
+
+#: Every protocol name the evaluation accepts.
+PROTOCOLS: tuple[str, ...] = ("msec", "sice", PAIRED)
+
+#: (input folder, GT folder) names of paired sets, tried in this order.
+PAIRED_FOLDERS: tuple[tuple[str, str], ...] = (
+    ("low", "high"),
+    ("input", "gt"),
+    ("input", "target"),
+    ("lq", "gt"),
+)
+
+#: LOL v1's split folders, accepted next to :data:`SPLIT_FOLDERS` for paired sets.
+_LOL_SPLITS: dict[str, tuple[str, ...]] = {"train": ("our485",), "test": ("eval15",)}
 
 #: Split name -> the folder names that hold it.
 SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
@@ -233,3 +260,83 @@ def dataset_pairs(
     items, unparsed = leveled_images(input_dir, protocol, levels)
     pairs = pair_with_gt(items, unparsed, gt_dir, protocol)
     return DatasetLayout(base=base, input_dir=input_dir, gt_dir=gt_dir, pairs=pairs)
+
+
+def _paired_folders(folder: Path) -> tuple[Path, Path] | None:
+    for inputs, gts in PAIRED_FOLDERS:
+        if (folder / inputs).is_dir() and (folder / gts).is_dir():
+            return folder / inputs, folder / gts
+    return None
+
+
+def pair_by_name(
+    input_dir: Path, gt_dir: Path, *, what: str = "input", strict: bool = False
+) -> list[LayoutPair]:
+    """Pairs the images of ``input_dir`` with the GT images of the same name (stem; extensions
+    case-insensitive): the paired protocol. Level and scene: :data:`PAIRED` and the stem.
+
+    Args:
+        what: ``'input'`` or ``'prediction'``, for the error messages.
+        strict: also require an item for every GT image.
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+        ValueError: items without a GT image and (``strict``) GT images without an item, every
+            problem listed in one message; or no items at all.
+    """
+    items, targets = list_images(input_dir), list_images(gt_dir)
+    problems: list[str] = []
+    no_gt = [path.name for stem, path in items.items() if stem not in targets]
+    if no_gt:
+        problems.append(
+            f"Expected a GT image of the same name in {gt_dir} for every {what}, got "
+            f"{len(no_gt)} missing: {format_names(no_gt)}"
+        )
+    if strict:
+        absent = [path.name for stem, path in targets.items() if stem not in items]
+        if absent:
+            problems.append(
+                f"Expected a {what} for every GT image, got {len(absent)} missing: "
+                f"{format_names(absent)} (strict=False / --partial evaluates only the "
+                f"{what}s present)"
+            )
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not items:
+        raise ValueError(f"Expected at least one {what} image in {input_dir}, got none")
+    return [LayoutPair(path, targets[stem], stem, PAIRED) for stem, path in items.items()]
+
+
+def paired_dataset(root: str | Path, split: str | None = "test") -> DatasetLayout:
+    """A one-input-per-GT (LOL-style) split: ``root`` holding one of :data:`PAIRED_FOLDERS`, or
+    a split folder of ``root`` that does (``test``/``Test``/``testing``/``eval15``, ...).
+
+    Raises:
+        FileNotFoundError: ``root`` is missing, or neither it nor its ``split`` folder holds an
+            input and a GT folder.
+        ValueError: unknown split; inputs without GT (listed); no inputs.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Expected a dataset folder, got no such folder: {root}")
+    found = _paired_folders(root)
+    base = root
+    if found is None and split is not None:
+        if split not in SPLIT_FOLDERS:
+            raise ValueError(f"Expected split in {[*SPLIT_FOLDERS, None]}, got {split!r}")
+        names = {*SPLIT_FOLDERS[split], *_LOL_SPLITS.get(split, ())}
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and child.name.lower() in names:
+                base, found = child, _paired_folders(child)
+                if found is not None:
+                    break
+    if found is None:
+        pairs = ", ".join(f"{a}/ + {b}/" for a, b in PAIRED_FOLDERS)
+        raise FileNotFoundError(
+            f"Expected an input and a GT folder ({pairs}) in {root} or its {split!r} split "
+            f"folder, got none"
+        )
+    input_dir, gt_dir = found
+    return DatasetLayout(
+        base=base, input_dir=input_dir, gt_dir=gt_dir, pairs=pair_by_name(input_dir, gt_dir)
+    )

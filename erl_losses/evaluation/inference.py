@@ -7,6 +7,15 @@ repos) are unwrapped; loading is strict.
 
 Outputs are quantised as the literature does (``tensor2img``): clamp to [0, 1], ``x * 255``,
 round, ``uint8``, saved as PNG.
+
+Photo-sized inputs are corrected in overlapping tiles (:func:`enhance`), so memory stays bounded
+whatever the image size: a CPU forward of these nets holds about 1-1.5 GB per megapixel
+(measured, ECLNet / FECNet), so a whole 3504 x 2336 photo would need 9-13 GB and a 2048 px tile
+about 6 GB. Tiles overlap by ``overlap`` pixels; the outer quarter of each overlap, whose
+pixels saw the tile's cut edge, is dropped and the middle half blended with linear ramps, so a
+net whose pixels see at most ``overlap / 4`` px around them gives the whole-image result; nets with image-wide operations (ECLNet's channel attention, FECNet's Fourier blocks)
+see each tile's statistics instead of the whole image's, a small change the overlap smooths.
+Files are read upright: an EXIF orientation tag (phone and camera JPEGs) is applied first.
 """
 
 from __future__ import annotations
@@ -23,15 +32,24 @@ from torch import Tensor, nn
 
 from erl_losses.data.datasets import MSECDataset, SICEDataset
 from erl_losses.data.io import format_names, image_to_float, missing_files, read_image, write_png
-from erl_losses.data.layouts import check_protocol
+from erl_losses.data.layouts import PAIRED, check_protocol, paired_dataset
+
+#: Tile side (px) of :func:`enhance_images`: larger images are corrected in tiles of this size.
+DEFAULT_TILE = 2048
+#: Overlap (px) of neighbouring tiles, blended linearly.
+DEFAULT_OVERLAP = 64
 
 __all__ = [
+    "DEFAULT_OVERLAP",
+    "DEFAULT_TILE",
     "NetRun",
     "enhance",
     "enhance_images",
     "load_net",
     "load_state_dict_file",
+    "read_upright",
     "run_net_on_dataset",
+    "tile_count",
 ]
 
 
@@ -136,17 +154,86 @@ def _to_uint8(x: Tensor) -> np.ndarray:
     return arr.transpose(1, 2, 0)
 
 
-def enhance(net: nn.Module, image: np.ndarray) -> np.ndarray:
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of side ``tile`` covering ``[0, size)``, neighbours sharing >= ``overlap``."""
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    return [*starts, size - tile]
+
+
+def _ramp(length: int, overlap: int, start: bool, end: bool) -> Tensor:
+    """1-D blending weights of a tile that has a neighbour before it (``start``) and/or after it
+    (``end``): zero over the outer quarter of the overlap (pixels next to a tile's cut edge see
+    padding, not the image), then rising linearly across its middle half."""
+    weight = torch.ones(length)
+    if not overlap:
+        return weight
+    margin = overlap // 4
+    width = max(overlap - 2 * margin, 1)
+    ramp = torch.arange(1, width + 1, dtype=torch.float32) / (width + 1)
+    rise = torch.cat([torch.zeros(margin), ramp])
+    if start:
+        weight[: len(rise)] = rise
+    if end:
+        weight[-len(rise) :] = torch.minimum(weight[-len(rise) :], rise.flip(0))
+    return weight
+
+
+def _check_tiling(tile: int | None, overlap: int) -> None:
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"Expected `tile` to be a positive int or None, got {tile!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"Expected `overlap` to be an int >= 0, got {overlap!r}")
+    if tile is not None and overlap >= tile:
+        raise ValueError(f"Expected `overlap` < `tile` ({tile}), got {overlap}")
+
+
+def _forward_tiled(net: nn.Module, x: Tensor, tile: int, overlap: int, progress: Any) -> Tensor:
+    """``net(x)`` for a ``(1, 3, H, W)`` input, in overlapping tiles blended linearly."""
+    _, channels, height, width = x.shape
+    rows, cols = _tile_starts(height, tile, overlap), _tile_starts(width, tile, overlap)
+    out = torch.zeros(channels, height, width)
+    total = torch.zeros(1, height, width)
+    for i, top in enumerate(rows):
+        for j, left in enumerate(cols):
+            h, w = min(tile, height), min(tile, width)
+            piece = _forward(net, x[:, :, top : top + h, left : left + w])[0].float().cpu()
+            weight = torch.outer(
+                _ramp(h, overlap, i > 0, i < len(rows) - 1),
+                _ramp(w, overlap, j > 0, j < len(cols) - 1),
+            )[None]
+            out[:, top : top + h, left : left + w] += piece * weight
+            total[:, top : top + h, left : left + w] += weight
+            if progress is not None:
+                progress.update(1)
+    return out / total
+
+
+def enhance(
+    net: nn.Module,
+    image: np.ndarray,
+    *,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: Any = None,
+) -> np.ndarray:
     """Corrects one image.
 
     Args:
         net: a net mapping ``(B, 3, H, W)`` in [0, 1] to the same shape (put it in eval mode).
         image: ``(H, W, 3)`` RGB, ``uint8`` or float in [0, 1] (as :func:`read_image` returns
             for 16-bit files).
+        tile: an image with a side longer than ``tile`` px is corrected in ``tile x tile``
+            tiles (memory then stays bounded whatever the image size); ``None``: whole.
+        overlap: pixels shared by neighbouring tiles, blended with linear ramps.
+        progress: a tqdm-like object whose ``update(1)`` is called after each tile.
 
     Returns:
         ``(H, W, 3)`` ``uint8`` RGB of the same size.
     """
+    _check_tiling(tile, overlap)
     image = np.asarray(image)
     if (
         image.ndim != 3
@@ -156,18 +243,63 @@ def enhance(net: nn.Module, image: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"Expected image to be (H, W, 3) uint8 or float, got {image.shape} {image.dtype}"
         )
-    x = torch.from_numpy(np.ascontiguousarray(image_to_float(image).transpose(2, 0, 1)))
-    return _to_uint8(_forward(net, x[None])[0])
+    x = torch.from_numpy(np.ascontiguousarray(image_to_float(image).transpose(2, 0, 1)))[None]
+    if tile is None or max(x.shape[2:]) <= tile:
+        out = _forward(net, x)[0]
+        if progress is not None:
+            progress.update(1)
+        return _to_uint8(out)
+    return _to_uint8(_forward_tiled(net, x, tile, overlap, progress))
 
 
-def enhance_images(net: nn.Module, paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
+def tile_count(height: int, width: int, tile: int | None, overlap: int = DEFAULT_OVERLAP) -> int:
+    """How many forward passes :func:`enhance` makes for an image of this size."""
+    if tile is None or max(height, width) <= tile:
+        return 1
+    return len(_tile_starts(height, tile, overlap)) * len(_tile_starts(width, tile, overlap))
+
+
+def read_upright(path: str | Path) -> np.ndarray:
+    """:func:`read_image` with the file's EXIF orientation applied (``ImageOps.exif_transpose``),
+    so a portrait photo stored sideways with an orientation tag comes out upright."""
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(0x0112, 1)  # EXIF tag 274: Orientation
+            if orientation in (1, None):
+                upright = None
+            else:
+                upright = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, SyntaxError, ValueError):
+        upright = None  # read_image below reports unreadable files with its wording
+    if upright is None:
+        return read_image(path)
+    return np.asarray(upright)
+
+
+def enhance_images(
+    net: nn.Module,
+    paths: Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: bool = False,
+) -> list[Path]:
     """Corrects image files without ground truth; writes ``<out_dir>/<stem>.png`` for each.
+
+    Inputs are read upright (EXIF orientation applied, :func:`read_upright`) and corrected in
+    tiles when larger than ``tile`` (see :func:`enhance`); ``progress`` shows a tqdm bar of the
+    tiles of each image.
 
     Raises:
         FileNotFoundError: a missing input.
         ValueError: two inputs with the same stem (their outputs would collide), or an output that
             would replace one of the inputs (checked before anything is written).
     """
+    _check_tiling(tile, overlap)
     paths = [Path(p) for p in paths]
     missing = missing_files(paths)
     if missing:
@@ -183,7 +315,24 @@ def enhance_images(net: nn.Module, paths: Iterable[str | Path], out_dir: str | P
     _refuse_overwriting_inputs(paths, targets)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, target in zip(paths, targets, strict=True):
-        write_png(target, enhance(net, read_image(path)))
+        image = read_upright(path)
+        height, width = image.shape[:2]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=tile_count(height, width, tile, overlap),
+                desc=f"{path.name} {width}x{height}",
+                unit="tile",
+                leave=True,
+            )
+        try:
+            result = enhance(net, image, tile=tile, overlap=overlap, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        write_png(target, result)
     return targets
 
 
@@ -234,29 +383,50 @@ def run_net_on_dataset(
     Args:
         net: maps ``(1, 3, H, W)`` in [0, 1] to the same shape; evaluated under ``no_grad`` on
             its own device.
-        data_dir: an MSEC root / split folder (holding ``INPUT_IMAGES``), or a SICEV2 root / split
-            folder (holding ``mid``).
-        out_dir: where ``<scene>_<level>.png`` predictions go (created); refused when a
-            prediction would replace an input or GT image of the dataset.
-        protocol: ``'msec'`` or ``'sice'``.
+        data_dir: an MSEC root / split folder (holding ``INPUT_IMAGES``), a SICEV2 root / split
+            folder (holding ``mid``), or a paired (LOL-style) root / split folder (holding
+            ``low`` + ``high``, ``input`` + ``gt``, ...).
+        out_dir: where ``<scene>_<level>.png`` predictions go (paired: ``<name>.png``, the
+            input's name); created; refused when a prediction would replace an input or GT
+            image of the dataset.
+        protocol: ``'msec'``, ``'sice'`` or ``'paired'``.
         split: the split folder to use when ``data_dir`` is a dataset root.
 
     Returns:
         :class:`NetRun` with the prediction and GT folders.
+
+    Raises:
+        FileNotFoundError: ``data_dir`` is not a folder, or lacks the protocol's folders.
     """
-    dataset = _open_dataset(Path(data_dir), protocol, split)
+    if protocol != PAIRED:
+        check_protocol(protocol)
+    data = Path(data_dir)
+    if not data.is_dir():
+        raise FileNotFoundError(f"Expected `data_dir` to be a folder, got no such folder: {data}")
     out = Path(out_dir)
-    targets = [
-        out / (f"{lq.stem}.png" if protocol == "msec" else f"{lq.stem}_{level}.png")
-        for lq, _, level in dataset.pairs
-    ]
-    _refuse_overwriting_inputs([p for pair in dataset.pairs for p in pair[:2]], targets)
+    if protocol == PAIRED:
+        layout = paired_dataset(data, split)
+        sources = [(pair.input, pair.gt) for pair in layout.pairs]
+        targets = [out / f"{pair.input.stem}.png" for pair in layout.pairs]
+        gt_dir = layout.gt_dir
+    else:
+        dataset = _open_dataset(data, protocol, split)
+        sources = [(lq, gt) for lq, gt, _ in dataset.pairs]
+        targets = [
+            out / (f"{lq.stem}.png" if protocol == "msec" else f"{lq.stem}_{level}.png")
+            for lq, _, level in dataset.pairs
+        ]
+        gt_dir = dataset.gt_dir
+    _refuse_overwriting_inputs([p for pair in sources for p in pair], targets)
     out.mkdir(parents=True, exist_ok=True)
     was_training = net.training
     net.eval()
     try:
         for index, target in enumerate(targets):
-            write_png(target, _to_uint8(_forward(net, dataset[index]["lq"][None])[0]))
+            if protocol == PAIRED:
+                write_png(target, enhance(net, read_image(sources[index][0])))
+            else:
+                write_png(target, _to_uint8(_forward(net, dataset[index]["lq"][None])[0]))
     finally:
         net.train(was_training)
-    return NetRun(pred_dir=out, gt_dir=dataset.gt_dir, count=len(dataset), protocol=protocol)
+    return NetRun(pred_dir=out, gt_dir=gt_dir, count=len(targets), protocol=protocol)

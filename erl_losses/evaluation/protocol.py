@@ -3,7 +3,9 @@
 MSEC (Afifi et al. 2021; table 1 of Huang et al. 2023): predictions ``<scene>_<level>.<ext>`` with
 ``<level>`` in ``N1.5, N1, 0, P1, P1.5`` are compared with the GT ``<scene>.<ext>``; the groups are
 Under = N1.5 + N1 and Over = 0 + P1 + P1.5, and Average is over all images. SICE (SICEV2 as used by
-ENC / FECNet / ECLNet): under = ``low``, over = ``over``, GT from the ``mid`` folder.
+ENC / FECNet / ECLNet): under = ``low``, over = ``over``, GT from the ``mid`` folder. Paired
+(one input per GT, LOL-style): a prediction ``<name>.<ext>`` per GT ``<name>.<ext>``, one row,
+Average.
 
 Means are over images. As in the Huang et al. repos, images whose PSNR is infinite (prediction
 identical to the GT) are left out of the PSNR mean; ``psnr_skipped`` counts them.
@@ -21,13 +23,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from erl_losses.data.io import image_to_uint8, read_image
-from erl_losses.data.layouts import check_protocol, find_gt_dir, leveled_images, pair_with_gt
+from erl_losses.data.layouts import (
+    PAIRED,
+    PAIRED_FOLDERS,
+    check_protocol,
+    find_gt_dir,
+    leveled_images,
+    pair_by_name,
+    pair_with_gt,
+)
 from erl_losses.data.levels import MSEC_LEVELS, SICE_LEVELS, group_of
 from erl_losses.evaluation.metrics import metric_backend, psnr_uint8, ssim_uint8
 
 __all__ = ["EvaluationReport", "ImageScore", "RowSummary", "evaluate_folders", "pair_folders"]
 
-Protocol = Literal["msec", "sice"]
+Protocol = Literal["msec", "sice", "paired"]
 _GROUP_ROWS = (("Under", "under"), ("Over", "over"), ("Average", None))
 
 
@@ -58,7 +68,7 @@ class EvaluationReport:
     """Per-image scores and their per-level and per-group means.
 
     Attributes:
-        protocol: ``'msec'`` or ``'sice'``.
+        protocol: ``'msec'``, ``'sice'`` or ``'paired'`` (one row, Average).
         backend: metric backend, ``'basicsr'`` or ``'skimage'``.
         method: label of the evaluated predictions (the first column of the markdown table).
         images: one :class:`ImageScore` per prediction.
@@ -72,6 +82,8 @@ class EvaluationReport:
     fidelity: dict[str, float] = field(default_factory=dict)
 
     def _levels(self) -> tuple[str, ...]:
+        if self.protocol == PAIRED:
+            return ()  # no exposure levels: the Average row only
         return MSEC_LEVELS if self.protocol == "msec" else SICE_LEVELS
 
     @staticmethod
@@ -95,7 +107,10 @@ class EvaluationReport:
         }
 
     def by_group(self) -> dict[str, RowSummary]:
-        """``{'Under': ..., 'Over': ..., 'Average': ...}`` (the paper's table 1 columns)."""
+        """``{'Under': ..., 'Over': ..., 'Average': ...}`` (the paper's table 1 columns); only
+        ``Average`` for the paired protocol."""
+        if self.protocol == PAIRED:
+            return {"Average": self._summarise(self.images)}
         return {
             row: self._summarise([s for s in self.images if group is None or s.group == group])
             for row, group in _GROUP_ROWS
@@ -120,10 +135,9 @@ class EvaluationReport:
             head,
             rule,
             row + " |",
-            "",
-            "| Level | Group | PSNR | SSIM | Images |",
-            "|---|---|---|---|---|",
         ]
+        if self._levels():
+            lines += ["", "| Level | Group | PSNR | SSIM | Images |", "|---|---|---|---|---|"]
         for level, s in self.by_level().items():
             lines.append(
                 f"| {level} | {group_of(level)} | {s.psnr:.2f} | {s.ssim:.4f} | {s.count} |"
@@ -192,7 +206,8 @@ def pair_folders(
 
     MSEC: ``<pred_dir>/<scene>_<level>.<ext>`` with ``<gt_dir>/<scene>.<ext>``. SICE: either
     ``<pred_dir>/{low,over}/<id>.<ext>`` or a flat ``<pred_dir>/<id>_{low,over}.<ext>`` with
-    ``<gt_dir>/<id>.<ext>``. ``gt_dir`` may also be the folder above ``GT_IMAGES`` /
+    ``<gt_dir>/<id>.<ext>``. Paired: ``<pred_dir>/<name>.<ext>`` with ``<gt_dir>/<name>.<ext>``
+    (``gt_dir`` may be the split folder holding ``high``/``gt``/``target``). ``gt_dir`` may also be the folder above ``GT_IMAGES`` /
     ``expert_c_testing_set`` (MSEC) or ``mid`` (SICE). Extensions are matched case-insensitively.
 
     Args:
@@ -206,8 +221,19 @@ def pair_folders(
             GT scenes lacking predictions; each problem is listed.
         FileNotFoundError: a folder does not exist.
     """
-    check_protocol(protocol)
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    for flag, folder in (("pred_dir", pred_dir), ("gt_dir", gt_dir)):
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"Expected `{flag}` to be a folder, got no such folder: {folder}"
+            )
+    if protocol == PAIRED:
+        gt_dir = next(
+            (gt_dir / gts for _, gts in PAIRED_FOLDERS if (gt_dir / gts).is_dir()), gt_dir
+        )
+        pairs = pair_by_name(pred_dir, gt_dir, what="prediction", strict=strict)
+        return [tuple(pair) for pair in pairs]  # type: ignore[misc]
+    check_protocol(protocol)
     gt_dir = find_gt_dir(gt_dir, protocol) or gt_dir
     items, unparsed = leveled_images(pred_dir, protocol)
     pairs = pair_with_gt(items, unparsed, gt_dir, protocol, what="prediction", strict=strict)
@@ -247,7 +273,7 @@ def evaluate_folders(
                 name=pred_path.name,
                 scene=scene,
                 level=level,
-                group=group_of(level),
+                group="all" if level == PAIRED else group_of(level),
                 psnr=psnr_uint8(pred, gt, backend=resolved),
                 ssim=ssim_uint8(pred, gt, backend=resolved),
             )

@@ -249,6 +249,7 @@ def test_cli_starts_without_torch(argv):
     ],
 )
 def test_missing_data_extra_names_the_install_line(module, command, tmp_path):
+    (tmp_path / "w.pt").write_bytes(b"")  # present: a missing --weights is reported first
     result = _run_without(module, [arg.format(tmp=tmp_path) for arg in command.split()])
     assert result.returncode == 2, result.stderr
     err = result.stderr.strip()
