@@ -6,7 +6,9 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["accepted_keys", "check_keys", "check_loss_weight", "check_mapping"]
+__all__ = ["accepted_keys", "check_bools", "check_keys", "check_loss_weight", "check_mapping"]
+
+_BOOL_ANNOTATIONS = (bool, "bool", "bool | None", "Optional[bool]")
 
 
 def accepted_keys(func: Callable[..., Any], skip: Iterable[str] = ("self",)) -> set[str]:
@@ -34,6 +36,26 @@ def check_keys(owner: str, given: Iterable[str], accepted: Iterable[str]) -> Non
         raise ValueError(
             f"Expected option keys of {owner} from {sorted(accepted)}, got unknown key(s) {unknown}"
         )
+
+
+def check_bools(owner: str, options: Mapping[str, Any], func: Callable[..., Any]) -> dict[str, Any]:
+    """``options`` with every value of a boolean parameter of ``func`` read strictly.
+
+    Option files hold ``"false"`` or ``"yes"`` as often as ``false``; a non-empty string must not
+    count as true. ``None`` stays ``None`` (the parameter's own "automatic" where it has one).
+
+    Raises:
+        ValueError: a value that is not a boolean, naming the key and ``owner``.
+    """
+    from erl_losses._flags import parse_bool
+
+    params = inspect.signature(func).parameters
+    checked = dict(options)
+    for key, value in options.items():
+        param = params.get(key)
+        if param is not None and param.annotation in _BOOL_ANNOTATIONS and value is not None:
+            checked[key] = parse_bool(value, f"{key}` of `{owner}")
+    return checked
 
 
 def check_mapping(owner: str, value: Any) -> dict[str, Any]:

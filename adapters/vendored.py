@@ -41,6 +41,7 @@ from torch import Tensor, nn
 import erl_losses
 from erl_losses.adapters._options import (
     accepted_keys,
+    check_bools,
     check_keys,
     check_loss_weight,
     check_mapping,
@@ -90,6 +91,7 @@ class PhaseLoss(nn.Module):
         super().__init__()
         core_keys = accepted_keys(erl_losses.PhaseLoss.__init__)
         check_keys("loss PhaseLoss", options, core_keys | {"loss_weight"})
+        options = check_bools("PhaseLoss", options, erl_losses.PhaseLoss.__init__)
         self.loss_weight = check_loss_weight("PhaseLoss", loss_weight)
         self.loss = erl_losses.PhaseLoss(reduction=reduction, **options)  # type: ignore[arg-type]
 
@@ -109,7 +111,8 @@ def build_relation_bcm(
     Args:
         bcm: ``None`` (the zoo's default BCM), a zoo name or a safetensors path, a
             :class:`~erl_losses.BatchCorrelationModule`, or a mapping of BatchCorrelationModule
-            arguments, which builds an UNTRAINED BCM (the "no pretext" ablation, and fast tests).
+            arguments, which builds an UNTRAINED BCM (the "no pretext" ablation, and fast tests);
+            an empty mapping is refused (an option file rarely means "untrained" by ``{}``).
         work_size: overrides the BCM's working resolution (``None``: full resolution).
     """
     return _relation_bcm(bcm, work_size).bcm
@@ -121,6 +124,12 @@ def _relation_bcm(bcm: Any, work_size: Any) -> PretrainedBCM:
     if bcm is None or isinstance(bcm, (str, os.PathLike, erl_losses.BatchCorrelationModule)):
         return resolve_bcm(bcm, **overrides)
     if isinstance(bcm, Mapping):
+        if not bcm:
+            raise ValueError(
+                "Expected `bcm` to be a zoo name, a path, null (the default BCM) or a non-empty "
+                "mapping of BatchCorrelationModule options for an UNTRAINED BCM, got {} (write "
+                "e.g. {channels: 32} to mean an untrained BCM)"
+            )
         config = {**bcm, **overrides}
         check_keys(
             "the untrained BCM `bcm:`",
@@ -162,6 +171,9 @@ class SampleRelationLoss(nn.Module):
         super().__init__()
         core_keys = accepted_keys(erl_losses.SampleRelationLoss.__init__)
         check_keys("loss SampleRelationLoss", options, core_keys | {"loss_weight", "work_size"})
+        options = check_bools(
+            "SampleRelationLoss", options, erl_losses.SampleRelationLoss.__init__
+        )
         self.loss_weight = check_loss_weight("SampleRelationLoss", loss_weight)
         resolved = _relation_bcm(bcm, work_size)
         if options.get("variant") is None:

@@ -17,6 +17,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from erl_losses.zoo.checks import (
+    MAX_SIZE,
+    check_card_path,
+    check_license,
+    check_version,
+    is_hub_url,
+    parse_hub_url,
+)
+
 __all__ = ["MANIFEST", "MANIFEST_FORMAT", "Manifest", "WeightSpec", "load_manifest"]
 
 #: The manifest shipped with the package.
@@ -26,6 +35,7 @@ MANIFEST = Path(__file__).with_name("manifest.json")
 MANIFEST_FORMAT = 1
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL_SCHEMES = ("http://", "https://", "file://", "hf://")  # hf://: zoo/sources.py
 _REQUIRED = ("name", "version", "file", "sha256", "size", "config", "license")
@@ -96,30 +106,37 @@ class WeightSpec:
             raise ValueError(
                 f"Expected `name` of lower-case letters, digits, '.', '_' or '-', got {self.name!r}"
             )
-        if (
-            not isinstance(self.file, str)
-            or Path(self.file).name != self.file
-            or self.file.startswith(".")
-            or not self.file.endswith(".safetensors")
-        ):
+        if not isinstance(self.file, str) or not _FILE.match(self.file) or ".." in self.file:
             raise ValueError(
-                f"Expected `file` to be a plain '*.safetensors' file name, got {self.file!r} "
-                f"(entry {self.name!r})"
+                "Expected `file` to be a plain '*.safetensors' file name (letters, digits, '.', "
+                f"'_', '-'), got {self.file!r} (entry {self.name!r})"
             )
         if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
             raise ValueError(
                 f"Expected `sha256` of 64 lower-case hex digits, got {self.sha256!r} "
                 f"(entry {self.name!r})"
             )
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size <= 0:
-            raise ValueError(f"Expected `size` > 0 bytes, got {self.size!r} (entry {self.name!r})")
+        if (
+            not isinstance(self.size, int)
+            or isinstance(self.size, bool)
+            or not 0 < self.size <= MAX_SIZE
+        ):
+            shown = self.size if not isinstance(self.size, int) or self.size < 10**20 else "a huge int"
+            raise ValueError(
+                f"Expected `size` between 1 and {MAX_SIZE} bytes, got {shown!r} (entry {self.name!r})"
+            )
         for url in self.urls:
             if not isinstance(url, str) or not url.startswith(_URL_SCHEMES):
                 raise ValueError(
                     f"Expected URLs starting with {list(_URL_SCHEMES)}, got {url!r} "
                     f"(entry {self.name!r})"
                 )
-        object.__setattr__(self, "version", str(self.version))
+            if is_hub_url(url):
+                parse_hub_url(url)
+        check_license(self.license)
+        if self.card is not None:
+            check_card_path(self.card)
+        object.__setattr__(self, "version", check_version(self.version))
         object.__setattr__(self, "urls", tuple(self.urls))
         if self.loss_variant not in ("paper", "centred"):
             raise ValueError(

@@ -19,6 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from erl_losses._files import file_sha256
+from erl_losses._flags import env_flag
+from erl_losses.zoo import sources
+from erl_losses.zoo.checks import check_file
+from erl_losses.zoo.errors import (
+    ChecksumError,
+    DownloadError,
+    UnknownModelError,
+    WeightsUnavailableError,
+    ZooError,
+)
 from erl_losses.zoo.specs import MANIFEST, Manifest, WeightSpec, load_manifest
 
 # The weights file itself (format, metadata, validation, loading) lives in
@@ -36,26 +46,6 @@ __all__ = [
     "home_dir",
     "is_offline",
 ]
-
-
-class ZooError(Exception):
-    """Base class of the zoo's errors."""
-
-
-class UnknownModelError(ZooError, ValueError):
-    """A name that is not in the manifest; the message lists the known names."""
-
-
-class ChecksumError(ZooError, ValueError):
-    """A file whose sha256 (or size) differs from the manifest's; it is never loaded."""
-
-
-class WeightsUnavailableError(ZooError, FileNotFoundError):
-    """The weights are neither shipped nor cached and cannot be downloaded (offline, failed)."""
-
-
-class DownloadError(ZooError, OSError):
-    """One download attempt failed (the temporary file is already removed)."""
 
 
 def home_dir() -> Path:
@@ -77,24 +67,13 @@ def home_dir() -> Path:
 
 
 def is_offline() -> bool:
-    """Whether ``ERL_LOSSES_OFFLINE`` forbids downloads (``1``, ``true``, ``yes`` or ``on``)."""
-    return os.environ.get("ERL_LOSSES_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether ``ERL_LOSSES_OFFLINE`` forbids downloads (``1``, ``true``, ``yes`` or ``on``; any
+    value other than these and ``0``, ``false``, ``no``, ``off`` is an error)."""
+    return env_flag("ERL_LOSSES_OFFLINE")
 
 
 def _mirrors() -> list[str]:
     return os.environ.get("ERL_LOSSES_MIRROR", "").split()
-
-
-def _check_file(path: Path, spec: WeightSpec, where: str, remedy: str) -> None:
-    """Raises :class:`ChecksumError` unless ``path`` has ``spec``'s size and sha256."""
-    size = path.stat().st_size
-    digest = file_sha256(path)
-    if digest != spec.sha256 or size != spec.size:
-        raise ChecksumError(
-            f"sha256 checksum mismatch for the {where} file {str(path)!r} of zoo entry "
-            f"{spec.name!r}: expected sha256 {spec.sha256} ({spec.size} bytes), got {digest} "
-            f"({size} bytes). The file is damaged or was replaced and was NOT loaded; {remedy}"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +117,7 @@ class Zoo:
         home: the cache root (default: :func:`home_dir`, read at each call).
         offline: forbid downloads (default: :func:`is_offline`, read at each call).
         timeout: seconds a download may stall before it fails.
+        deadline: seconds a whole download attempt may take.
         progress: draw a tqdm bar while downloading (``None``: only on a terminal).
     """
 
@@ -149,6 +129,7 @@ class Zoo:
         home: str | os.PathLike[str] | None = None,
         offline: bool | None = None,
         timeout: float = 30.0,
+        deadline: float = sources.DEFAULT_DEADLINE,
         progress: bool | None = None,
     ) -> None:
         if manifest is None or isinstance(manifest, (str, os.PathLike)):
@@ -159,6 +140,7 @@ class Zoo:
         self._home = Path(home) if home is not None else None
         self._offline = offline
         self.timeout = timeout
+        self.deadline = deadline
         self.progress = progress
 
     # -- names ----------------------------------------------------------------------------------
@@ -207,12 +189,17 @@ class Zoo:
         return self.cache_dir / spec.file
 
     def locate(self, name: str) -> Path | None:
-        """The local (shipped or cached) file of ``name`` without verifying it, or ``None``."""
+        """The local (shipped or cached) file of ``name`` without verifying it, or ``None``
+        (an ``hf://`` source's file in the Hub cache counts only if it matches the manifest)."""
         spec = self.spec(name)
         for path in (self.shipped_path(spec), self.cached_path(spec)):
             if path.is_file():
                 return path
-        return None
+        return self._in_hub_cache(spec)
+
+    def _in_hub_cache(self, spec: WeightSpec) -> Path | None:
+        hub_urls = (u for u in spec.urls if sources.is_hub_url(u))
+        return next(filter(None, (sources.cached_hub_file(u, spec) for u in hub_urls)), None)
 
     def _where_to_put(self, spec: WeightSpec) -> str:
         return (
@@ -226,7 +213,8 @@ class Zoo:
 
         Args:
             name: a zoo name.
-            force: re-download into the cache even if a (possibly damaged) cached copy exists.
+            force: download again even if a shipped, cached or Hub-cached copy exists (an
+                ``hf://`` source with ``force_download=True``).
 
         Raises:
             UnknownModelError: ``name`` is not in the manifest.
@@ -234,20 +222,10 @@ class Zoo:
             WeightsUnavailableError: no local file and offline, no URL, or every download failed.
         """
         spec = self.spec(self.default if name is None else name)
-        shipped = self.shipped_path(spec)
-        if shipped.is_file():
-            _check_file(
-                shipped, spec, "shipped",
-                "reinstall erl-losses (pip install --force-reinstall erl-losses).",
-            )  # fmt: skip
-            return shipped
+        found = None if force else self._local(spec)
+        if found is not None:
+            return found
         cached = self.cached_path(spec)
-        if cached.is_file() and not force:
-            _check_file(
-                cached, spec, "cached",
-                f"delete it or run `erl zoo fetch {spec.name} --force` to download it again.",
-            )  # fmt: skip
-            return cached
         if self.offline:
             raise WeightsUnavailableError(
                 f"The weights of {spec.name!r} are not shipped or cached and ERL_LOSSES_OFFLINE "
@@ -259,19 +237,37 @@ class Zoo:
                 f"The weights of {spec.name!r} are not shipped or cached and the manifest lists no "
                 f"download URL (set ERL_LOSSES_MIRROR to a base URL): {self._where_to_put(spec)}."
             )
-        from erl_losses.zoo.sources import download  # imports this module: import on use
-
         failures = []
         for url in urls:
             try:
-                download(url, cached, spec, timeout=self.timeout, progress=self.progress)
-                return cached
-            except (DownloadError, ChecksumError) as err:
+                return sources.download(
+                    url, cached, spec, timeout=self.timeout, deadline=self.deadline,
+                    progress=self.progress, force=force,
+                )  # fmt: skip
+            except (DownloadError, ChecksumError, ValueError) as err:
                 failures.append(f"  {url}: {err}")
         raise WeightsUnavailableError(
             f"Could not download the weights of {spec.name!r}:\n" + "\n".join(failures) + "\n"
             f"Nothing was left in the cache; {self._where_to_put(spec)}."
         )
+
+    def _local(self, spec: WeightSpec) -> Path | None:
+        """The verified shipped, cached or Hub-cached file of ``spec``, or ``None``."""
+        shipped = self.shipped_path(spec)
+        if shipped.is_file():
+            check_file(
+                shipped, spec, "shipped",
+                "reinstall erl-losses (pip install --force-reinstall erl-losses).",
+            )  # fmt: skip
+            return shipped
+        cached = self.cached_path(spec)
+        if cached.is_file():
+            check_file(
+                cached, spec, "cached",
+                f"delete it or run `erl zoo fetch {spec.name} --force` to download it again.",
+            )  # fmt: skip
+            return cached
+        return self._in_hub_cache(spec)
 
     # -- resolving ------------------------------------------------------------------------------
     def resolve(
@@ -322,17 +318,16 @@ class Zoo:
 
     def _verify_name(self, name: str) -> Verification:
         spec = self.spec(name)
-        found = [p for p in (self.shipped_path(spec), self.cached_path(spec)) if p.is_file()]
-        if not found:
+        path = self.locate(name)
+        if path is None:
             return Verification(
                 name, None, "missing", False, f"not shipped or cached; {self._where_to_put(spec)}"
             )
-        path = found[0]
-        digest = file_sha256(path)
-        if digest != spec.sha256 or path.stat().st_size != spec.size:
+        try:
+            digest = check_file(path, spec)
+        except ChecksumError as err:
             return Verification(
-                name, path, "checksum-mismatch", False,
-                f"sha256 checksum mismatch: expected {spec.sha256}, got {digest}", digest,
+                name, path, "checksum-mismatch", False, str(err), file_sha256(path)
             )  # fmt: skip
         where = "shipped" if path == self.shipped_path(spec) else "cached"
         return Verification(name, path, "ok", True, f"{where}, sha256 ok", digest)

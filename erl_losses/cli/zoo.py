@@ -117,8 +117,14 @@ def _list(zoo, as_json: bool) -> int:  # type: ignore[no-untyped-def]
         )
         mark = " (default)" if spec.name == default else ""
         print(
-            f"{spec.name:22} {spec.version:4} {spec.size / 1e6:6.2f}MB  {where:8} {psnr:>10} "
+            f"{spec.name:22} {spec.version:4} {_megabytes(spec.size):>8}  {where:8} {psnr:>10} "
             f"{phase:>12}{mark}"
         )
     print(f"cache: {zoo.home_dir() / 'zoo'}")
     return 0
+
+
+def _megabytes(size: int) -> str:
+    """``size`` bytes as ``"5.47MB"``, in integer arithmetic (any int, no float overflow)."""
+    hundredths = (size + 5_000) // 10_000
+    return f"{hundredths // 100}.{hundredths % 100:02d}MB"

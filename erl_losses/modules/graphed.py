@@ -19,7 +19,6 @@ addition, not in the paper).
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from erl_losses._flags import env_flag
 from erl_losses._validation import check_positive_int, is_compiling
 from erl_losses.modules.bcm import BatchCorrelationModule
 
@@ -38,12 +38,7 @@ Runner = Callable[[Tensor], Tensor]
 def cuda_graphs_from_env() -> bool:
     """Whether ``ERL_LOSSES_CUDA_GRAPHS`` (``1``/``true``/``yes``/``on``) turns graphs on for
     every :class:`~erl_losses.SampleRelationLoss` built with ``cuda_graphs=None``."""
-    return os.environ.get("ERL_LOSSES_CUDA_GRAPHS", "").strip().lower() in (
-        "1",
-        "true",
-        "yes",
-        "on",
-    )
+    return env_flag("ERL_LOSSES_CUDA_GRAPHS")
 
 
 def graph_key(x: Tensor, bcm: BatchCorrelationModule) -> tuple[Hashable, ...]:

@@ -43,7 +43,7 @@ def test_folder_holds_verified_weights_card_and_entry(tmp_path) -> None:
     assert (source.repo_id, source.filename, source.revision) == ("me/erl-bcm", spec.file, "v1")
 
 
-@pytest.mark.parametrize("repo", ["me", "me/", "/x", "me/a/b", "me/a@v1"])
+@pytest.mark.parametrize("repo", ["me", "me/", "/x", "me/a/b", "me/a@v1", "../x", "me/.."])
 def test_bad_repo_is_named(tmp_path, repo: str) -> None:
     with pytest.raises(ValueError, match="OWNER/REPO"):
         prepare_folder(default_name(), repo, tmp_path)
@@ -90,5 +90,65 @@ def test_cli_publish(tmp_path, monkeypatch, capsys) -> None:
     assert (out / "README.md").is_file() and calls == []
     _fake_hub(monkeypatch, token="hf_test")
     assert main(["zoo", "publish", default_name(), "--repo", "me/erl-bcm", "--out", str(out),
-                 "--no-upload"]) == 0  # fmt: skip
+                 "--no-upload", "--overwrite"]) == 0  # fmt: skip
     assert "--no-upload" in capsys.readouterr().out
+
+
+# -- what publish writes and sends -------------------------------------------------------------
+def test_a_non_empty_out_is_refused_without_overwrite(tmp_path) -> None:
+    (tmp_path / "README.md").write_text("mine")
+    (tmp_path / ".env").write_text("SECRET=1")
+    with pytest.raises(ValueError, match="--overwrite"):
+        prepare_folder(default_name(), "me/erl-bcm", tmp_path)
+    assert (tmp_path / "README.md").read_text() == "mine"
+    assert main(["zoo", "publish", default_name(), "--repo", "me/x", "--out", str(tmp_path),
+                 "--no-upload"]) == 2  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "README.md"]
+
+
+def test_overwrite_uploads_exactly_the_files_written_to_a_private_repo(tmp_path, monkeypatch) -> None:
+    (tmp_path / ".env").write_text("SECRET=1")
+    (tmp_path / "data").mkdir()
+    calls = _fake_hub(monkeypatch, token="hf_test")
+    monkeypatch.setattr(
+        hub, "create_repo", lambda repo, **kw: calls.append({"create": repo, **kw})
+    )
+    prepared = prepare_folder(default_name(), "me/erl-bcm", tmp_path, overwrite=True)
+    upload(prepared, "me/erl-bcm")
+    assert calls[0]["private"] is True
+    assert sorted(calls[1]["allow_patterns"]) == sorted(prepared.files)
+    assert ".env" not in prepared.files and (tmp_path / ".env").read_text() == "SECRET=1"
+    upload(prepared, "me/erl-bcm", public=True)
+    assert calls[2]["private"] is False
+
+
+def test_an_offline_upload_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys) -> None:
+    _fake_hub(monkeypatch, token="hf_test")
+
+    def unreachable(repo: str, **kw: object) -> None:
+        raise ConnectionError("[Errno -3] Temporary failure in name resolution\nframe 2\nframe 3")
+
+    monkeypatch.setattr(hub, "create_repo", unreachable)
+    out = tmp_path / "hub"
+    assert main(["zoo", "publish", default_name(), "--repo", "me/x", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Could not upload" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("file", "bcm@v2.safetensors"), ("license", "MIT\nextra: injected"), ("card", "../x.md"),
+     ("card", "/etc/passwd.md"), ("version", "1\n2")],
+)  # fmt: skip
+def test_entries_publish_could_not_read_back_are_refused(field: str, value: str) -> None:
+    entry = get_spec(default_name()).to_dict()
+    entry[field] = value
+    with pytest.raises(ValueError, match=field):
+        WeightSpec.from_dict(entry)
+
+
+@pytest.mark.parametrize("revision", ["", "../x", "a/b", "v1@main"])
+def test_a_bad_revision_is_refused(tmp_path, revision: str) -> None:
+    with pytest.raises(ValueError, match="revision"):
+        prepare_folder(default_name(), "me/erl-bcm", tmp_path / "o", revision=revision)
+    assert not (tmp_path / "o").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,14 +14,14 @@ from erl_losses.modules.bcm_io import load_pretrained
 from erl_losses.zoo import Manifest, WeightSpec, WeightsUnavailableError, Zoo
 from erl_losses.zoo.sources import HubFile, parse_hub_url
 from tests._helpers import TINY_SAVED_BCM as TINY
-from tests.zoo._helpers import FILE, _cache_files
+from tests.zoo._helpers import FILE, LocalServer, _cache_files
 
 pytest.importorskip("huggingface_hub")
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-class _Hub:
+class _Hub(LocalServer):
     """Answers the Hub's ``/{repo}/resolve/{revision}/{file}`` HEAD and GET requests.
 
     ``files`` maps ``repo/revision/file`` (or, for plain HTTP, the URL path) to the bytes
@@ -71,13 +70,7 @@ class _Hub:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -91,6 +84,7 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_Hub]:
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(constants, "HUGGINGFACE_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # the transfer's process
     yield server
     server.close()
 
@@ -135,7 +129,9 @@ def test_hub_source_is_downloaded_verified_and_cached(tmp_path, weights, hub):
     hub.files[f"me/bcm/v1/{FILE}"] = weights
     zoo = _zoo(tmp_path, weights, [f"hf://me/bcm/{FILE}@v1"])
     path = zoo.fetch("tiny")
-    assert path.read_bytes() == weights and _cache_files(zoo) == [FILE]
+    # used in place from the Hub cache, as timm does: no copy in the zoo cache
+    assert path.read_bytes() == weights and _cache_files(zoo) == []
+    assert tmp_path / "hf-cache" in path.parents
     assert load_pretrained("tiny", zoo=zoo).bcm.config == TINY
     assert ("GET", f"/me/bcm/resolve/v1/{FILE}") in hub.requests
 
@@ -171,7 +167,7 @@ def test_hub_404_is_named_and_leaves_nothing(tmp_path, weights, hub):
     assert _cache_files(zoo) == []
 
 
-def test_hub_wrong_bytes_are_discarded_everywhere(tmp_path, weights, hub):
+def test_hub_wrong_bytes_are_refused_and_never_served(tmp_path, weights, hub):
     wrong = bytearray(weights)
     wrong[len(wrong) // 2] ^= 0xFF
     hub.files[f"me/bcm/v1/{FILE}"] = bytes(wrong)
@@ -179,9 +175,10 @@ def test_hub_wrong_bytes_are_discarded_everywhere(tmp_path, weights, hub):
     with pytest.raises(WeightsUnavailableError, match="sha256"):
         zoo.fetch("tiny")
     assert _cache_files(zoo) == []
-    # the Hub cache no longer serves the wrong bytes: fixed upstream, the next fetch works
-    hub.files[f"me/bcm/v1/{FILE}"] = weights
-    assert zoo.fetch("tiny").read_bytes() == weights
+    # the wrong copy stays in the Hub cache (not ours to delete) and is never served
+    with pytest.raises(WeightsUnavailableError, match="sha256"):
+        zoo.fetch("tiny")
+    assert zoo.locate("tiny") is None
 
 
 def test_hub_cut_transfer_leaves_nothing(tmp_path, weights, hub):
@@ -217,16 +214,23 @@ def test_missing_hub_extra_names_it(tmp_path, weights, monkeypatch):
         zoo.fetch("tiny")
 
 
-def test_ctrl_c_after_a_hub_transfer_leaves_nothing(tmp_path, weights, hub, monkeypatch):
-    import os
-
+def test_a_valid_shared_hub_cache_file_is_never_deleted(tmp_path, weights, hub):
     hub.files[f"me/bcm/v1/{FILE}"] = weights
+    good = _zoo(tmp_path / "a", weights, [f"hf://me/bcm/{FILE}@v1"])
+    shared = good.fetch("tiny")
+    other = bytearray(weights)
+    other[-1] ^= 0x01  # a manifest that expects other bytes than the Hub serves
+    stricter = _zoo(tmp_path / "b", bytes(other), [f"hf://me/bcm/{FILE}@v1"])
+    with pytest.raises(WeightsUnavailableError, match="sha256"):
+        stricter.fetch("tiny")
+    assert shared.read_bytes() == weights  # other tools rely on the Hub cache
 
-    def interrupt(fd: int) -> None:
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(os, "fsync", interrupt)  # every byte arrived, not yet verified
-    zoo = _zoo(tmp_path, weights, [f"hf://me/bcm/{FILE}@v1"])
-    with pytest.raises(KeyboardInterrupt):
-        zoo.fetch("tiny")
-    assert _cache_files(zoo) == []
+@pytest.mark.parametrize("revision", ["../../../x", "a/b", "..", "main\nx"])
+def test_a_revision_cannot_escape_the_hub_cache(tmp_path, weights, hub, revision):
+    with pytest.raises(ValueError, match="REVISION"):
+        parse_hub_url(f"hf://o/r/{FILE}@{revision}")
+    with pytest.raises(ValueError):
+        _zoo(tmp_path, weights, [f"hf://o/r/{FILE}@{revision}"])
+    assert hub.requests == []
+    assert not any(p.name == "x" for p in tmp_path.rglob("*"))

@@ -141,19 +141,6 @@ def test_failed_download_leaves_nothing_in_the_cache(tmp_path, weights, server, 
         load_pretrained("tiny", zoo=zoo)
 
 
-def test_interrupted_download_leaves_nothing_and_propagates(tmp_path, weights, server, monkeypatch):
-    from erl_losses.zoo import store
-
-    def interrupt(fd: int) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(store.os, "fsync", interrupt)  # Ctrl-C once every byte has arrived
-    zoo = _zoo(tmp_path, weights, [f"{server.url}/good/{FILE}"])
-    with pytest.raises(KeyboardInterrupt):
-        zoo.fetch("tiny")
-    assert _cache_files(zoo) == []
-
-
 def test_download_falls_back_to_the_next_url(tmp_path, weights, server):
     zoo = _zoo(tmp_path, weights, [f"{server.url}/404/{FILE}", f"{server.url}/cut/{FILE}",
                                    f"{server.url}/good/{FILE}"])  # fmt: skip
