@@ -7,8 +7,9 @@ photo, the test photos being :data:`erl_losses.data.HELD_OUT`, which no zoo BCM 
 alone and ``L1 + alpha * relation`` (paper eq. 5) with the zoo's default BCM, logging held-out
 PSNR (the paper's fig. 7); :func:`evaluate_runs` scores the EMA of both nets' weights and the
 uncorrected input on the full-size test images with the MSEC protocol (table-1 layout);
-:func:`erl_losses.plots.draw_demo_figures` and :meth:`DemoResult.write` write ``results.json``,
-``table.md``, ``curves.png``, ``grid.png`` and ``attention.png``.
+:func:`erl_losses.demo_figures.draw_demo_figures` and :meth:`DemoResult.write` write
+``results.json``, ``table.md``, ``curves.png``, ``grid.png`` and ``attention.png``, and both nets'
+weights (``<net>-l1.safetensors``, ``<net>-erl.safetensors``) for ``erl enhance`` on your photos.
 
 A synthetic stand-in, not the paper's protocol: a few hundred steps on crops of ten photos, not
 MSEC/SICE for 100k+ iterations. One seed's ERL - baseline difference is of the order of the
@@ -34,7 +35,7 @@ from erl_losses._validation import check_int, check_positive_int
 from erl_losses._version import __version__
 from erl_losses.data.pairs import PairBank
 from erl_losses.evaluation.bank import TABLE_GROUPS, format_table, group_rows, level_table
-from erl_losses.training import TrainResult, default_lr, train_net
+from erl_losses.training import TrainResult, default_lr, quantised_psnr, train_net
 
 __all__ = [
     "NETS",
@@ -148,6 +149,8 @@ class DemoResult:
     reports: dict[str, Any]
     runs: dict[str, TrainResult]
     attention: dict[str, Any] = field(default_factory=dict)
+    #: The uncorrected input's mean PSNR on the crops of the PSNR curves (the level to beat).
+    input_curve_psnr: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     load: dict[str, float] = field(default_factory=dict)
 
@@ -155,6 +158,22 @@ class DemoResult:
     def files(self) -> dict[str, Path]:
         names = ("results.json", "table.md", "curves.png", "grid.png", "attention.png")
         return {name.split(".")[0]: self.out_dir / name for name in names}
+
+    @property
+    def weight_files(self) -> dict[str, Path]:
+        """Both nets' weights (the evaluated EMA), for ``erl enhance --weights``."""
+        stem = self.net.lower()
+        return {
+            "baseline": self.out_dir / f"{stem}-l1.safetensors",
+            "erl": self.out_dir / f"{stem}-erl.safetensors",
+        }
+
+    def enhance_command(self, key: str = "erl") -> str:
+        """The ``erl enhance`` command that applies run ``key``'s weights to your photos."""
+        return (
+            f"erl enhance YOUR_PHOTOS.jpg --net {self.net} --weights {self.weight_files[key]} "
+            f"--out {self.out_dir / 'enhanced'}"
+        )
 
     @property
     def rows(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -202,12 +221,19 @@ class DemoResult:
             "delta": self.delta,
             "attention": self.attention,
             "files": {k: str(v) for k, v in self.files.items()},
+            "weights": {k: str(v) for k, v in self.weight_files.items()},
+            "input_curve_psnr": self.input_curve_psnr,
             "seconds": self.seconds,
             "load_average": self.load,
         }
 
     def write(self) -> None:
-        """Writes ``results.json`` and ``table.md`` into :attr:`out_dir`."""
+        """Writes ``results.json``, ``table.md`` and both nets' weights into :attr:`out_dir`."""
+        from safetensors.torch import save_file
+
+        for key, path in self.weight_files.items():
+            state = self.runs[key].net.state_dict()
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
         cfg = self.settings
         photos = ", ".join(self.data["test_photos"])
         self.files["table"].write_text(
@@ -356,7 +382,9 @@ def _summary(result: DemoResult) -> str:
         f"{cfg.crop_size} px, EMA {cfg.ema_decay:g}, {result.device}; held-out test set: "
         f"{data['test_images']} images ({', '.join(data['test_photos'])}, 5 exposure levels)"
         f"\n\n{result.table}\n\nWrote {result.out_dir}/: "
-        + ", ".join(p.name for p in result.files.values())
+        + ", ".join(p.name for p in [*result.files.values(), *result.weight_files.values()])
+        + f"\n\nApply the ERL net to your own photos (the L1 net: {result.weight_files['baseline'].name}):"
+        + f"\n  {result.enhance_command('erl')}"
         + f"\nTotal {result.seconds['total']:.0f} s wall, {result.seconds['cpu']:.0f} s CPU "
         f"(load average {result.load['start']:.1f} -> {result.load['end']:.1f})"
     )
@@ -399,7 +427,7 @@ def run_demo(
         ValueError: bad arguments (unknown net, device, steps).
         erl_losses.zoo.WeightsUnavailableError: no default BCM available (pass ``bcm``).
     """
-    from erl_losses.plots import draw_demo_figures
+    from erl_losses.demo_figures import draw_demo_figures
 
     cfg = _settings(quick, steps, settings, net, seed)
     torch_device = resolve_device(device)
@@ -426,6 +454,7 @@ def run_demo(
                   "test_images": len(data.test)},
             labels=labels, reports=reports, runs=runs,
             attention=batch_attention(relation, data.test),
+            input_curve_psnr=quantised_psnr(nn.Identity(), *data.curve_set),
         )  # fmt: skip
         draw_demo_figures(result, data, pred_dirs)
         result.seconds = {

@@ -1,19 +1,17 @@
-"""The figures of ``erl demo`` (needs matplotlib, in the ``data`` extra).
+"""Figure primitives (needs matplotlib, in the ``data`` extra): curves, image grids, attention.
 
 Each function draws one figure with matplotlib's object API (no pyplot state, safe in worker
-processes and tests) and saves it as a PNG.
+processes and tests) and saves it as a PNG. They know nothing of the demo: ``erl demo``'s
+figures are assembled in :mod:`erl_losses.demo_figures`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from erl_losses.demo import DemoData, DemoResult
-
-__all__ = ["draw_demo_figures", "plot_attention", "plot_curves", "plot_grid"]
+__all__ = ["plot_attention", "plot_curves", "plot_grid"]
 
 
 def _figure(**kwargs: Any) -> Any:
@@ -24,7 +22,11 @@ def _figure(**kwargs: Any) -> Any:
 
 
 def plot_curves(
-    curves: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path, title: str
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    path: str | Path,
+    title: str,
+    *,
+    levels: Mapping[str, float] | None = None,
 ) -> None:
     """Held-out PSNR (dB) against the iteration, one line per run.
 
@@ -32,11 +34,17 @@ def plot_curves(
         curves: run label -> ``[{"step", "psnr"}]`` (:attr:`erl_losses.training.TrainResult.curve`).
         path: the PNG to write.
         title: the figure's title.
+        levels: label -> PSNR drawn as a horizontal dashed line (e.g. the uncorrected input's
+            PSNR on the same crops: the level a net must beat).
     """
     fig = _figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     for (label, curve), style in zip(curves.items(), ("o-", "s-", "^-", "d-"), strict=False):
         ax.plot([p["step"] for p in curve], [p["psnr"] for p in curve], style, label=label)
+    for (label, value), colour in zip((levels or {}).items(), ("0.35", "0.6"), strict=False):
+        ax.axhline(
+            value, color=colour, linestyle="--", linewidth=1.2, label=f"{label}: {value:.2f} dB"
+        )
     ax.set_xlabel("iteration")
     ax.set_ylabel("PSNR on held-out crops (dB)")
     ax.set_title(title)
@@ -88,7 +96,11 @@ def plot_attention(
         path: the PNG to write.
         title: the figure's title.
     """
+    import numpy as np
+
+    attention = np.asarray(attention, dtype=float)
     count = len(labels)
+    uniform = 1.0 / count
     fig = _figure(figsize=(1.5 + 0.8 * count, 1.2 + 0.8 * count))
     grid = fig.add_gridspec(2, count, height_ratios=[1, 0.8 * count])
     for k in range(count):
@@ -97,55 +109,21 @@ def plot_attention(
         ax.set_title(labels[k], fontsize=7)
         ax.axis("off")
     ax = fig.add_subplot(grid[1, :])
-    image = ax.imshow(attention, cmap="viridis", vmin=0.0)
+    # A light colour map centred on the uniform weight 1/B: white = no preference, red = the
+    # query attends more than uniformly, blue = less; dark text stays legible on every cell.
+    spread = max(float(np.abs(attention - uniform).max()), 0.05 * uniform)
+    image = ax.imshow(
+        attention, cmap="RdBu_r", vmin=uniform - 1.6 * spread, vmax=uniform + 1.6 * spread
+    )
     ax.set_xticks(range(count), labels, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(count), labels, fontsize=7)
     ax.set_xlabel("attended sample j")
     ax.set_ylabel("query sample i")
     for i in range(count):
         for j in range(count):
-            ax.text(j, i, f"{attention[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
-    fig.suptitle(title, fontsize=9)
+            ax.text(j, i, f"{attention[i, j]:.3f}", ha="center", va="center", fontsize=7,
+                    color="0.1")  # fmt: skip
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
+    bar.ax.axhline(uniform, color="k", linewidth=1.5)  # the uniform weight 1/B
+    fig.suptitle(f"{title}\n(white = uniform 1/B = {uniform:.3f}: no sample preferred)", fontsize=9)
     fig.savefig(path, dpi=110)
-
-
-def draw_demo_figures(result: DemoResult, data: DemoData, pred_dirs: Mapping[str, Path]) -> None:
-    """``curves.png``, ``grid.png`` and ``attention.png`` into the result's folder."""
-    import numpy as np
-
-    from erl_losses.data import MSEC_LEVELS, read_image
-    from erl_losses.demo import ROWS, RUNS
-
-    files, labels = result.files, result.labels
-    curves = {labels[k]: result.runs[k].curve for k in RUNS}
-    plot_curves(curves, files["curves"], f"{result.net} on the synthetic set, seed {result.seed}")
-
-    scores = {k: {Path(s.name).stem: s.psnr for s in result.reports[k].images} for k in ROWS}
-    scene = sorted(name.rpartition("_")[0] for name in scores["erl"])[0]
-    rows: dict[str, dict[str, Any]] = {}
-    titles: dict[str, dict[str, str]] = {}
-    gt = read_image(data.test_dir / "GT_IMAGES" / f"{scene}.png")
-    for level in MSEC_LEVELS:
-        name = f"{scene}_{level}"
-        rows[level] = {
-            "input": read_image(data.test_dir / "INPUT_IMAGES" / f"{name}.png"),
-            **{k: read_image(pred_dirs[k] / f"{name}.png") for k in RUNS},
-            "gt": gt,
-        }
-        titles[level] = {k: f"{labels[k]}\n{scores[k][name]:.2f} dB" for k in ROWS}
-        titles[level]["gt"] = "GT"
-    plot_grid(rows, titles, files["grid"], f"Held-out scene {scene}: one row per exposure level")
-
-    attention = result.attention
-    picks = attention["indices"]
-    labels_ = [f"{n.split('_')[0]}\n{lv}" for n, lv in zip(
-        attention["samples"], attention["levels"], strict=True)]  # fmt: skip
-    bcm_name = result.bcm.get("name") or Path(result.bcm.get("path", "BCM")).stem
-    plot_attention(
-        np.asarray(attention["matrix"]),
-        data.test.lq[picks].permute(0, 2, 3, 1).cpu().numpy(),
-        labels_,
-        files["attention"],
-        f"{bcm_name}: (B, B) attention of t_e (last layer, mean of heads), mixed test batch",
-    )

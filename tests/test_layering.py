@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     ("pretext",),
     ("plots",),
-    ("demo",),
+    ("demo", "demo_figures"),  # the demo's figures read its results; plots never import them
     ("cli", "__main__"),
     ("adapters",),
 )
@@ -55,11 +55,7 @@ LEVEL = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 #: Edges that break the layering today, each with the change that removes it; the list only
 #: shrinks. An entry that no longer occurs fails the test, so a fixed edge cannot linger here.
 KNOWN_BACK_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        # erl_losses.plots imports DemoData/DemoResult/ROWS/RUNS for draw_demo_figures, which is
-        # demo code: it moves into the demo, and plots keeps only generic drawing.
-        ("plots", "demo"),
-    }
+    set()
 )
 
 #: The public names of ``erl_losses`` and their modules (erl_losses/__init__.py's ``_LAZY``).

@@ -10,8 +10,8 @@ round, ``uint8``, saved as PNG.
 
 Photo-sized inputs are corrected in overlapping tiles (:func:`enhance`), so memory stays bounded
 whatever the image size: a CPU forward of these nets holds about 1-1.5 GB per megapixel
-(measured, ECLNet / FECNet), so a whole 3504 x 2336 photo would need 9-13 GB and a 2048 px tile
-about 6 GB. Tiles overlap by ``overlap`` pixels; the outer quarter of each overlap, whose
+(measured, ECLNet / FECNet), so a whole 3504 x 2336 photo would need 9-13 GB; in 2048 px tiles
+ECLNet peaked at 2.9 GB (``erl enhance``, 4 tiles, measured). Tiles overlap by ``overlap`` pixels; the outer quarter of each overlap, whose
 pixels saw the tile's cut edge, is dropped and the middle half blended with linear ramps, so a
 net whose pixels see at most ``overlap / 4`` px around them gives the whole-image result; nets with image-wide operations (ECLNet's channel attention, FECNet's Fourier blocks)
 see each tile's statistics instead of the whole image's, a small change the overlap smooths.

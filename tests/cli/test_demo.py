@@ -73,6 +73,20 @@ def test_run_demo_writes_every_artefact(tmp_path, tiny_bcm_module) -> None:
     for label in ("Under PSNR", "Over SSIM", "Average PSNR", "ERL - baseline"):
         assert label in saved["table"]
     assert saved["settings"]["steps"] == 4
+    # Both nets' weights, loadable by `erl enhance`, and the command that applies them.
+    from erl_losses.evaluation.inference import load_net
+
+    for key, name in (("baseline", "eclnet-l1.safetensors"), ("erl", "eclnet-erl.safetensors")):
+        assert saved["weights"][key] == str(out / name)
+        net = load_net("ECLNet", out / name)
+        x = torch.rand(1, 3, 24, 24)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), results.runs[key].net.cpu().eval()(x))
+    command = results.enhance_command()
+    assert command.startswith("erl enhance YOUR_PHOTOS.jpg --net ECLNet --weights ")
+    assert str(out / "eclnet-erl.safetensors") in command
+    # The input's level on the curves' crops: what the nets start from and must beat.
+    assert 0.0 < saved["input_curve_psnr"] < 100.0
 
 
 @pytest.mark.parametrize(
@@ -164,3 +178,22 @@ def test_quality_markdown_replaces_only_its_own_block(tmp_path, monkeypatch) -> 
     text = md.read_text()
     assert text.endswith("## Later\n\nlast\n")
     assert text.index("intro") < text.index("### Full run") < text.index("## Later")
+
+
+def test_plots_never_import_the_demo() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, erl_losses.plots; assert 'erl_losses.demo' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_attention_figure_marks_the_uniform_weight(tmp_path) -> None:
+    import numpy as np
+
+    from erl_losses.plots import plot_attention
+
+    matrix = np.full((4, 4), 0.25) + np.eye(4) * 0.01 - 0.0025
+    thumbs = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    plot_attention(matrix, thumbs, list("abcd"), tmp_path / "a.png", "t")
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
