@@ -21,7 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     sub = p.add_subparsers(dest="zoo_command", metavar="ACTION")
-    p_list = sub.add_parser("list", help="the known BCMs, where they are, and their numbers")
+    p_list = sub.add_parser(
+        "list",
+        help="the known BCMs, where they are, and their numbers",
+        description=(
+            "Columns: name and ver(sion) of the manifest entry; size of the weights file; where: "
+            "shipped (inside the package), cached (downloaded into the cache) or remote (a "
+            "download away); recon PSNR: the stage-1 encoder/decoder's reconstruction PSNR on "
+            "held-out crops of photos no BCM saw (higher is better; BCMs that share one stage 1 "
+            "show the same value); phase/rand: the phase pretext loss L_pre of the trained t_e "
+            "on held-out batches / of a seeded random t_e (lower is better: how much stage 2 "
+            "learned). The model cards (zoo/cards/) say what each BCM was trained on."
+        ),
+    )
     p_list.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
     p_fetch = sub.add_parser("fetch", help="make a BCM available locally and print its path")
     p_fetch.add_argument("name", nargs="?", default=None, help="zoo name (default: the default)")
