@@ -13,6 +13,9 @@ Registered under these names in ``basicsr.utils.registry.LOSS_REGISTRY``:
         base: {type: L1Loss, loss_weight: 1.0}
         relation: {loss_weight: 0.1}          # + bcm, work_size, gather, ... (defaults: zoo BCM)
 
+  The model's log gains ``l_base`` and ``l_relation`` next to its own ``l_pix`` (the loss adds
+  them through the model's ``reduce_loss_dict``; see :class:`erl_losses.adapters.vendored.ERLCompositeLoss`).
+
 * ``FECNetLoss``, ``ECLNetLoss``, ``DRBNLoss``: each reference net's own loss ``L_c``
   (:mod:`erl_losses.archs.losses`) times ``loss_weight``. They read the net's auxiliary outputs,
   so they go in ``train.net_loss_opt`` of ``model_type: ERLModel``, which calls
