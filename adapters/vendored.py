@@ -171,9 +171,7 @@ class SampleRelationLoss(nn.Module):
         super().__init__()
         core_keys = accepted_keys(erl_losses.SampleRelationLoss.__init__)
         check_keys("loss SampleRelationLoss", options, core_keys | {"loss_weight", "work_size"})
-        options = check_bools(
-            "SampleRelationLoss", options, erl_losses.SampleRelationLoss.__init__
-        )
+        options = check_bools("SampleRelationLoss", options, erl_losses.SampleRelationLoss.__init__)
         self.loss_weight = check_loss_weight("SampleRelationLoss", loss_weight)
         resolved = _relation_bcm(bcm, work_size)
         if options.get("variant") is None:

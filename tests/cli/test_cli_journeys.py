@@ -58,6 +58,7 @@ def test_argument_errors_come_before_torch_in_under_a_second(command, message, t
     )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and message in done.stderr, done.stderr
+
     # The console script as a user runs it, less the interpreter's own start-up: the best of
     # three of each, on a machine that may be busy.
     def best_of_three(args: list[str]) -> float:
