@@ -1,4 +1,4 @@
-"""Independent statements of the paper's equations, the references of the core tests: numpy for
+"""Independent statements of the paper's equations, the references of the phase tests: numpy for
 values, plain torch autograd ops for gradients."""
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ def test_a_bcm_on_meta_cannot_be_materialised_and_says_why(tiny_bcm) -> None:
 
 def test_the_loss_moves_its_bcm_to_the_inputs_device(tiny_bcm, monkeypatch) -> None:
     """The move logic without a GPU: inputs on another device than the BCM move the loss there
-    once (its dtype kept); tests/core/test_cuda.py runs it for real."""
+    once (its dtype kept); tests/losses/test_cuda.py runs it for real."""
     relation = SampleRelationLoss(tiny_bcm)
     moves: list[object] = []
     elsewhere = torch.device("meta")

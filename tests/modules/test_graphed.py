@@ -1,6 +1,6 @@
 """CUDA-graph replay of the BCM: the keying and capture policy, and the CPU fallback.
 
-The capture itself needs a GPU (tests/core/test_cuda.py); here a stand-in capture records what
+The capture itself needs a GPU (tests/losses/test_cuda.py); here a stand-in capture records what
 would be captured when.
 """
 

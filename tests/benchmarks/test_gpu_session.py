@@ -60,8 +60,8 @@ def test_quality_plan_fits_seeds_and_workers(kit) -> None:
 
 def test_cuda_tests_are_selected(kit) -> None:
     files = kit.cuda_test_files()
-    assert "tests/core/test_cuda.py" in files
-    assert "tests/core/test_gpu_session.py" not in files
+    assert "tests/losses/test_cuda.py" in files
+    assert "tests/benchmarks/test_gpu_session.py" not in files
 
 
 def _args(kit, out: Path, budget: float) -> argparse.Namespace:

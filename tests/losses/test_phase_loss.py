@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from erl_losses import PhaseLoss, phase_loss
 from erl_losses.functional.phase import rfft_column_weights
-from tests.core._reference import numpy_paper, numpy_wrapped
+from tests._reference import numpy_paper, numpy_wrapped
 
 
 @pytest.mark.parametrize("size", [(37, 50), (36, 50), (37, 51), (16, 16), (5, 7)])

@@ -14,7 +14,7 @@ import erl_losses.functional.phase as phase_module
 import erl_losses.functional.phase_fused as fused_module
 from erl_losses import phase_loss
 from erl_losses.functional.phase_fused import phase_distance
-from tests.core._reference import numpy_paper, numpy_wrapped, torch_full_spectrum_phase
+from tests._reference import numpy_paper, numpy_wrapped, torch_full_spectrum_phase
 
 SIZES = [(5, 7), (6, 8), (37, 50), (36, 51), (16, 16)]
 
