@@ -133,7 +133,7 @@ def run_job(job: Job) -> dict[str, Any]:
     result = train_net(
         job.net,
         _STATE["train"],
-        steps=s["steps"],
+        steps=s["steps"][job.net],
         batch_size=s["batch_size"],
         crop_size=s["crop_size"],
         lr=s["lr"][job.net],
@@ -210,7 +210,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seeds", type=int, default=None, help="seed count (default: the protocol's)")
     add("--first-seed", type=int, default=None, help="first seed (default: the protocol's)")
     add("--exploratory", action="store_true", help="allow unregistered arms on the test split")
-    add("--steps", type=int, default=None, help="validation only: override the steps")
+    add("--steps", type=int, default=None, help="validation only: every net's steps")
     add("--train-crops", type=int, default=None, help="validation only: crops per train photo")
     add("--crop-size", type=int, default=None, help="validation only: training crop side, px")
     add("--lr", action="append", default=[], metavar="NET=RATE", help="validation only")
@@ -241,7 +241,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _settings(protocol: Protocol, args: argparse.Namespace) -> dict[str, Any]:
     settings = {**protocol.settings, "lr": dict(protocol.lr)}
-    for key in ("steps", "train_crops", "crop_size"):
+    if args.steps is not None:
+        settings["steps"] = dict.fromkeys(settings["steps"], args.steps)
+    for key in ("train_crops", "crop_size"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     for item in args.lr:

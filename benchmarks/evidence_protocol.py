@@ -27,7 +27,6 @@ VARIANTS = ("paper", "centred")
 SPLITS = ("validation", "test")
 NETS = ("ECLNet", "FECNet")
 _SETTINGS_INT = (
-    "steps",
     "batch_size",
     "crop_size",
     "render_size",
@@ -150,6 +149,23 @@ def _pairs(rows: list[dict[str, Any]], arms: dict[str, Arm], what: str) -> list[
     return pairs
 
 
+def _per_net(value: Any, key: str) -> dict[str, int]:
+    """``settings.<key>``: one positive integer for every net, or a table with one per net."""
+    table = dict.fromkeys(NETS, value) if isinstance(value, int) else value
+    if (
+        not isinstance(table, dict)
+        or set(table) != set(NETS)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in table.values())
+    ):
+        raise ProtocolError(
+            f"Expected settings.{key} as an integer or a table with one per net {NETS}, "
+            f"got {value!r}"
+        )
+    if min(table.values()) < 1:
+        raise ProtocolError(f"Expected settings.{key} >= 1, got {value!r}")
+    return {net: table[net] for net in NETS}
+
+
 def load_protocol(path: str | Path) -> Protocol:
     """Reads and validates a protocol file.
 
@@ -174,6 +190,7 @@ def load_protocol(path: str | Path) -> Protocol:
             seen[photo] = split
     settings = dict(_need(data, "settings", dict, "the protocol"))
     lr_table = settings.pop("lr", None)
+    settings["steps"] = _per_net(settings.get("steps"), "steps")
     for key in _SETTINGS_INT:
         if _need(settings, key, int, "settings") < 1:
             raise ProtocolError(f"Expected settings.{key} >= 1, got {settings[key]}")
@@ -214,8 +231,10 @@ def plan(
     *,
     exploratory: bool = False,
 ) -> list[Job]:
-    """The runs of ``arms`` (plus the baseline) for ``nets`` and ``seeds``, seed by seed, the slow
-    net first, so a run stopped early leaves complete pairs.
+    """The runs of ``arms`` (plus the baseline) for ``nets`` and ``seeds``: the baselines and the
+    primary comparisons seed by seed, then the controls seed by seed, then any other arm, the slow
+    net first within a seed. A run stopped early leaves complete pairs, and the primaries get
+    their seeds before the controls take any time.
 
     Raises:
         ProtocolError: an unknown split, net or arm; on ``split="test"``, an arm the protocol does
@@ -237,7 +256,12 @@ def plan(
                 "pass --exploratory to score them anyway (the results are labelled exploratory)"
             )
     order = sorted(nets, key=lambda n: n != "FECNet")
-    return [Job(net, arm, seed) for seed in seeds for net in order for arm in labels]
+    tiers: list[list[tuple[str, str]]] = [[], [], []]
+    for net in order:
+        for arm in labels:
+            tier = {"primary": 0, "control": 1}.get(is_registered(protocol, net, arm), 2)
+            tiers[0 if arm == BASELINE else tier].append((net, arm))
+    return [Job(net, arm, seed) for tier in tiers for seed in seeds for net, arm in tier]
 
 
 def is_registered(protocol: Protocol, net: str, arm: str) -> str:
@@ -247,3 +271,49 @@ def is_registered(protocol: Protocol, net: str, arm: str) -> str:
     if (net, arm) in protocol.controls:
         return "control"
     return "exploratory"
+
+
+#: Settings of :func:`toy_protocol`: a handful of steps on small crops.
+TOY_SETTINGS = """[settings]
+batch_size = 4
+crop_size = 32
+render_size = 48
+train_crops = 1
+validation_crops = 1
+test_crops = 2
+alpha = 0.1
+ema_decay = 0.9
+steps = 2
+
+[settings.lr]
+ECLNet = 1e-3
+FECNet = 1e-3
+
+"""
+#: Splits of :func:`toy_protocol`: bundled photos only, so it runs on any machine.
+TOY_SPLITS = """[splits]
+train = ["astronaut", "rocket"]
+validation = ["flower"]
+test = ["chelsea", "coffee"]
+
+"""
+
+
+def toy_protocol(source: str | Path, path: str | Path, **changes: str) -> Path:
+    """Writes to ``path`` the protocol ``source`` with :data:`TOY_SPLITS` and
+    :data:`TOY_SETTINGS` (its arms, primaries, controls and seeds kept), then each ``old=new``
+    text replacement of ``changes``: a run of the real machinery in seconds (tests, the GPU
+    kit's CPU check). Its sha256 differs from the source's, so its results never pass for the
+    registered protocol's."""
+    text = Path(source).read_text()
+    head, _, rest = text.partition("[splits]")
+    _, _, rest = rest.partition("[settings]")
+    _, _, seeds = rest.partition("[seeds]")
+    if not seeds:
+        raise ProtocolError(f"Expected [splits], [settings] and [seeds] tables in {source}")
+    text = head + TOY_SPLITS + TOY_SETTINGS + "[seeds]" + seeds
+    for old, new in changes.items():
+        text = text.replace(old, new)
+    out = Path(path)
+    out.write_text(text)
+    return out

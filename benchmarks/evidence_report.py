@@ -235,6 +235,8 @@ def render_markdown(result: dict[str, Any], analysis: dict[str, Any], title: str
     """The report block: settings, the baseline bar, the comparisons, the decision."""
     s = result["settings"]
     lr = ", ".join(f"{k} {v:g}" for k, v in s["lr"].items())
+    steps = s["steps"]
+    steps = ", ".join(f"{k} {v}" for k, v in steps.items()) if isinstance(steps, dict) else steps
     label = "registered protocol" if not result["exploratory"] else "EXPLORATORY"
     lines = [
         f"### {title}",
@@ -242,7 +244,7 @@ def render_markdown(result: dict[str, Any], analysis: dict[str, Any], title: str
         f"{label} `{result['protocol']['name']}` v{result['protocol']['version']} (sha256 "
         f"`{result['protocol']['sha256'][:12]}`), split **{result['split']}** "
         f"({len(_scenes(result)[0])} scenes x 5 levels = {len(result['image_names'])} images of "
-        f"{len(result['photos'][result['split']])} photos); {s['steps']} steps, batch "
+        f"{len(result['photos'][result['split']])} photos); steps {steps}, batch "
         f"{s['batch_size']}, crops {s['crop_size']} px, lr {lr}, alpha {s['alpha']:g}, EMA "
         f"{s['ema_decay']:g}; seeds {min(result['seeds'])}-{max(result['seeds'])}; "
         f"{len(result['runs'])}/{result['planned_runs']} runs; {result['machine']}; "

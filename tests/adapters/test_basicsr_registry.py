@@ -121,7 +121,7 @@ def test_unknown_key_lists_accepted_keys() -> None:
 def test_composite_rejects_unknown_keys_and_bad_parts() -> None:
     with pytest.raises(
         ValueError,
-        match=r"\['base', 'loss_weight', 'reduction', 'relation'\], got unknown key\(s\) \['relaton'\]",
+        match=r"\['base', 'log_terms', 'loss_weight', 'reduction', 'relation'\], got unknown key\(s\) \['relaton'\]",
     ):
         build_loss({"type": "ERLCompositeLoss", "base": {"type": "L1Loss"}, "relaton": {}})
     with pytest.raises(ValueError, match="Expected `base` of ERLCompositeLoss"):

@@ -18,22 +18,5 @@ __all__ = ["BENCHMARKS", "evidence", "evidence_protocol", "evidence_relations", 
 
 
 def tiny_protocol(path: Path, **changes: str) -> Path:
-    """A protocol on bundled photos only, with settings small enough for a test."""
-    text = (BENCHMARKS / "protocol.toml").read_text()
-    head, _, rest = text.partition("[splits]")
-    _, _, rest = rest.partition("[settings]")
-    _, _, arms = rest.partition("[seeds]")
-    splits = (
-        '[splits]\ntrain = ["astronaut", "rocket"]\nvalidation = ["flower"]\n'
-        'test = ["chelsea", "coffee"]\n\n'
-    )
-    settings = (
-        "[settings]\nsteps = 2\nbatch_size = 4\ncrop_size = 32\nrender_size = 48\n"
-        "train_crops = 1\nvalidation_crops = 1\ntest_crops = 2\nalpha = 0.1\nema_decay = 0.9\n\n"
-        "[settings.lr]\nECLNet = 1e-3\nFECNet = 1e-3\n\n"
-    )
-    text = head + splits + settings + "[seeds]" + arms
-    for old, new in changes.items():
-        text = text.replace(old, new)
-    path.write_text(text)
-    return path
+    """The registered protocol on bundled photos only, with settings small enough for a test."""
+    return evidence_protocol.toy_protocol(BENCHMARKS / "protocol.toml", path, **changes)

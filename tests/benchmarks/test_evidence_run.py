@@ -62,7 +62,9 @@ def test_merge_then_analyse(runs, tmp_path: Path) -> None:
     assert analysis["decision"]["complete"] is False
     md = tmp_path / "RESULTS.md"
     md.write_text("# Results\n")
-    assert evidence_report.main([str(merged), "--md", str(md), "--plot", str(tmp_path / "f.png")]) == 0
+    assert (
+        evidence_report.main([str(merged), "--md", str(md), "--plot", str(tmp_path / "f.png")]) == 0
+    )
     text = md.read_text()
     assert "<!-- evidence:test:begin -->" in text and "| ECLNet | phase | primary |" in text
     assert (tmp_path / "f.png").stat().st_size > 0
