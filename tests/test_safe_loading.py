@@ -1,4 +1,4 @@
-"""Issue 13.1: every torch.load in the repository passes weights_only=True explicitly (torch 2.1
+"""Every torch.load in the repository passes weights_only=True explicitly (torch 2.1
 to 2.5, which pyproject allows, default to weights_only=False and run pickled code)."""
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ from torch import Tensor, nn
 
 from erl_losses._validation import check_choice, check_image, check_int, check_positive_int
 
-#: How ``t_e`` forms its attention scores. ``"layernorm"``: the landed pre-norm layer, q and k
-#: from the LayerNorm output, scaled by ``1/sqrt(d)``. ``"cosine"``: q and k L2-normalised with a
-#: learnable per-head temperature. ``"raw"``: q and k from the un-normalised tokens, so the
+#: How ``t_e`` forms its attention scores. ``"layernorm"`` (the default): the pre-norm layer, q
+#: and k from the LayerNorm output, scaled by ``1/sqrt(d)``. ``"cosine"``: q and k L2-normalised
+#: with a learnable per-head temperature. ``"raw"``: q and k from the un-normalised tokens, so the
 #: exposure (token norm) reaches the scores. The paper does not specify these details.
 QK_MODES: tuple[str, ...] = ("layernorm", "cosine", "raw")
 
@@ -152,7 +152,7 @@ class BatchCorrelationModule(nn.Module):
             growing with the patch size; ``None`` runs at full resolution as the paper does.
             :meth:`reconstruct` always runs at full resolution.
         qk: how ``t_e`` scores the batch attention, one of :data:`QK_MODES` (``"layernorm"``:
-            the landed default; ``"cosine"`` adds one learnable temperature per head). Saved in
+            the default; ``"cosine"`` adds one learnable temperature per head). Saved in
             :attr:`config` only when not the default, so older files load unchanged.
 
     Shape:

@@ -1,5 +1,5 @@
-"""``loss_weight`` must be a finite number >= 0 in every BasicSR-form loss (issue: `.nan` trained
-to all-NaN weights with exit code 0, a negative weight was accepted)."""
+"""``loss_weight`` must be a finite number >= 0 in every BasicSR-form loss: a `.nan` would train
+to all-NaN weights with exit code 0, and a negative weight rewards the error."""
 
 from __future__ import annotations
 

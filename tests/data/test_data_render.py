@@ -28,7 +28,8 @@ from erl_losses.data.retouch import (
     s_curve,
 )
 
-#: Calibration targets of issue 12 (mean input PSNR vs GT over the default set, dB).
+#: Calibration targets, from how far MSEC's inputs are from expert C (mean input PSNR vs GT over
+#: the default set, dB; docs/renderer.md).
 CALIBRATION = {"N1.5": (11, 16), "N1": (13, 20), "0": (18, 22), "P1": (13, 20), "P1.5": (11, 16)}
 
 

@@ -164,7 +164,7 @@ def test_dataloader_with_the_mixed_sampler(rendered: Path) -> None:
 
 
 def test_16bit_grey_and_colour_inputs_read_as_their_values(tmp_path: Path) -> None:
-    """Issue 13.6: a 16-bit PNG used to read as pure white (grey) or lose its low byte."""
+    """16-bit grey and colour PNGs read as their values (not clipped to white, low byte kept)."""
     cv2 = pytest.importorskip("cv2")
     rng = np.random.default_rng(5)
     gt = _random_image(rng, 16, 16)

@@ -24,7 +24,7 @@ def test_folder_images(tmp_path):
 
 
 def test_folder_images_reads_16bit_grey_as_its_values_not_white(tmp_path):
-    """Issue 13.6 for `erl pretrain --images`: 16-bit PNGs used to read as 255 everywhere."""
+    """`erl pretrain --images`: a 16-bit grey PNG reads as its values, not as 255 everywhere."""
     from PIL import Image
 
     folder = tmp_path / "deep"

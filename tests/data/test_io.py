@@ -36,7 +36,7 @@ def test_8bit_png_round_trips_as_uint8(tmp_path):
 
 
 def test_16bit_grey_png_is_scaled_not_white(tmp_path, ramp16):
-    # Pillow's convert("RGB") clips 16-bit grey to 255 (issue 13.6); read_image scales it.
+    # Pillow's convert("RGB") clips 16-bit grey to 255; read_image scales it.
     grey = ramp16[..., 0]
     Image.fromarray(grey).save(tmp_path / "g.png")
     out = read_image(tmp_path / "g.png")

@@ -346,7 +346,7 @@ def test_fidelity_errors(tmp_path: Path) -> None:
 
 
 def test_16bit_predictions_are_scored_at_their_values(tmp_path: Path) -> None:
-    """Issue 13.6: a 16-bit grey prediction equal to its 8-bit GT scores as identical."""
+    """A 16-bit grey prediction equal to its 8-bit GT scores as identical."""
     rng = np.random.default_rng(6)
     grey8 = rng.integers(0, 256, (16, 16), dtype=np.uint8)
     _write(tmp_path / "gt" / "s.png", np.repeat(grey8[..., None], 3, axis=2))

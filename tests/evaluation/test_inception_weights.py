@@ -1,4 +1,4 @@
-"""Issue 13.1: Inception weights for `--fidelity` are never unpickled (torch-fidelity itself
+"""Inception weights for `--fidelity` are never unpickled (torch-fidelity itself
 would call torch.load(weights_only=False) on the user's file)."""
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def test_to_empty_on_cuda_keeps_the_bcm() -> None:
     assert relation(x.cuda(), x.cuda() + 0.1).item() == pytest.approx(before, rel=1e-4)
 
 
-# -- issue 17: the fused phase node, CUDA graphs of the BCM, a BasicSR run -------------------------
+# -- the fused phase node, CUDA graphs of the BCM, a BasicSR run -----------------------------------
 @pytest.mark.parametrize("mode", ["paper", "wrapped"])
 @pytest.mark.parametrize("size", [(256, 256), (255, 257)])
 def test_compiled_fused_phase_equals_the_unfused_graph(monkeypatch, mode, size) -> None:

@@ -1,5 +1,5 @@
-"""Issue 13 items 8 and 12: inputs outside [0, 1] warn once (or raise), wrong types and meta
-tensors raise typed errors naming the argument."""
+"""The losses' input contract: inputs outside [0, 1] warn once (or raise), wrong types and meta
+tensors raise typed errors naming the argument, non-finite inputs give NaN (or raise)."""
 
 from __future__ import annotations
 
@@ -100,8 +100,9 @@ def test_nonfinite_inputs_give_a_nan_loss_and_nan_gradients(make_loss, where, ba
 
 
 @pytest.mark.parametrize("mode", ["paper", "wrapped"])
-def test_an_inf_pixel_in_pred_no_longer_gives_a_finite_phase_loss(mode):
-    """The angle of an infinite Fourier bin is finite (atan2(inf, inf) = pi / 4)."""
+def test_an_inf_pixel_in_pred_gives_a_nan_phase_loss(mode):
+    """The angle of an infinite Fourier bin is finite (atan2(inf, inf) = pi / 4), so the loss must
+    propagate the non-finite input itself rather than rely on the angle."""
     pred, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     pred[0, 0, 3, 3] = float("inf")
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing outside --out, one run per folder, Ctrl-C keeps the work (issue 13)."""
+"""Nothing lost, nothing outside --out, one run per folder, Ctrl-C keeps the work."""
 
 from __future__ import annotations
 

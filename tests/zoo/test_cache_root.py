@@ -1,4 +1,4 @@
-"""Where the zoo caches weights: ``zoo.store.home_dir`` (issue 14, "zoo cache").
+"""Where the zoo caches weights: ``zoo.store.home_dir``.
 
 The default root is ``torch.hub.get_dir() / "erl-losses"``, so ``TORCH_HOME`` and
 ``torch.hub.set_dir`` move it; ``ERL_LOSSES_HOME`` wins over both; without torch imported the

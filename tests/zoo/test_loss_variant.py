@@ -70,7 +70,7 @@ def test_a_variant_change_changes_the_loss(centred_zoo) -> None:
 
 @pytest.mark.slow
 def test_the_relational_bcm_is_relational_as_loaded_by_its_name() -> None:
-    """Issue 15's done-when, re-measured: R >= +0.2 on the held-out photos and batch attention
+    """The relational BCM's targets, re-measured: R >= +0.2 on the held-out photos and batch attention
     <= 90 % of uniform entropy, from the zoo name alone; the manifest's numbers reproduce."""
     from erl_losses.diagnostics import probe
 
