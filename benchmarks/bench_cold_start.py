@@ -8,7 +8,7 @@ pays it), then times, after torch is imported:
 - ``load``: ``SampleRelationLoss.from_pretrained()`` (zoo lookup, sha256 check, safetensors read);
 - ``first call``: forward + backward of the relation term on a ``(4, 3, S, S)`` batch.
 
-Target (issue 17): ``import + load + first call`` < 0.2 s after torch is imported, on CPU.
+Target (design.md section 9): ``import + load + first call`` < 0.2 s after torch is imported, on CPU.
 ``run_perf.py`` writes the figures to RESULTS.md; ``pytest benchmarks/bench_cold_start.py``
 measures the same with pytest-benchmark.
 """

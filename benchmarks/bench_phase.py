@@ -4,7 +4,7 @@ The reference below is an independent implementation of the paper's eq. 3 -- ``t
 ``angle``, L1, mean -- and shares no code with :mod:`erl_losses.functional.phase`. Both run
 forward + backward on a ``(4, 3, S, S)`` batch, the library both as shipped (a fused
 element-wise node) and unfused. Before any timing all must give the same value (and the same
-gradient) to float32 tolerance; issue 17 targets a speed-up of the library over ``fft2`` of
+gradient) to float32 tolerance; the design targets a speed-up of the library over ``fft2`` of
 >= 2x on CPU and >= 1.5x on CUDA. ``run_perf.py`` measures it with interleaved rounds.
 """
 

@@ -7,7 +7,7 @@
 A lent GPU comes with a few minutes of device time, so the parts run in priority order, each a
 subprocess with a timeout taken from what is left of ``--budget-s``:
 
-1. ``tests``: ``tests/core/test_cuda.py`` and every other CUDA-only test (a skip reason saying it
+1. ``tests``: ``tests/losses/test_cuda.py`` and every other CUDA-only test (a skip reason saying it
    needs CUDA, a ``cuda`` marker or a ``cuda`` parameter), by pytest with a junit report, turned
    into ``tests.json``.
 2. ``perf``: ``run_perf.py --device cuda`` trimmed to a time slice: compiled fused vs eager fused
@@ -15,9 +15,12 @@ subprocess with a timeout taken from what is left of ``--budget-s``:
    bf16 autocast; the cold start. ``perf.json``.
 3. ``basicsr``: ``basicsr_gpu.py``: a shipped paper option file with and without ERL, fp32 and
    bf16, and a resume. ``basicsr.json``.
-4. ``quality``: a slice of the quality benchmark (its registered comparisons): as many paired
-   seeds as the time left allows, with a worker count the GPU's free memory allows.
-   ``quality.json``.
+4. ``quality``: a slice of the registered evidence protocol (``evidence.py --split test`` under
+   ``protocol.toml``: its primaries first, then its controls): as many paired seeds as the time
+   left allows, with a worker count the GPU's free memory allows. ``quality.json``. The protocol's
+   test split includes the optional Debian photos: on a machine without ``mate-backgrounds``
+   copy ``/usr/share/backgrounds/mate/nature`` along and point ``ERL_MATE_PHOTOS`` at it, else
+   the part is skipped with that reason.
 
 A part starts only when its minimum time is left (else it is skipped, with the reason); a part
 that overruns its slice is stopped (its process group terminated). Every part writes its JSON as
@@ -64,12 +67,15 @@ END = "<!-- gpu-session:end -->"
 BLOCK_HEADING = "## GPU session [cuda]"
 
 # -- quality slice estimates ------------------------------------------------------------------
-#: Wall seconds of one quality run (1200 steps) while 12 workers share an H100: 36 such runs took
-#: 428 s with 12 workers (2026-11-25), i.e. about 3 runs of ~140 s per worker.
+#: Wall seconds of one 1200-step quality run while 12 workers share an H100: 36 such runs took
+#: 428 s with 12 workers (2026-11-25), about 3 runs of ~140 s per worker. The estimate when the
+#: script has no protocol to size it.
 QUALITY_RUN_S = 140.0
+#: The same per training step: a protocol's runs are sized by their steps.
+QUALITY_STEP_S = QUALITY_RUN_S / 1200
 #: Rendering the data, the BCMs' diagnostics and the workers' start-up.
 QUALITY_OVERHEAD_S = 60.0
-#: Training runs per paired seed of the main comparisons (2 nets x (L1 + 2 ERL arms)).
+#: Training runs per paired seed when the script has no protocol (2 nets x (L1 + 2 ERL arms)).
 QUALITY_RUNS_PER_SEED = 6
 #: GPU memory one quality worker holds (CUDA context, both data banks on the device, a net, BCM).
 QUALITY_WORKER_GIB = 2.0
@@ -110,7 +116,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 
 def cuda_test_files(root: Path = ROOT) -> list[str]:
-    """``tests/core/test_cuda.py`` and the other test files that mention CUDA, relative to
+    """``tests/losses/test_cuda.py`` and the other test files that mention CUDA, relative to
     ``root`` (the plugin then keeps only their CUDA tests)."""
     files = []
     for path in sorted((root / "tests").rglob("test_*.py")):
@@ -410,15 +416,28 @@ class Session:
     def quality_command(self, timeout: float):  # type: ignore[no-untyped-def]
         script = self.args.quality_script
         flags = script_flags(script)
+        protocol = self.args.protocol
+        if "--protocol" not in flags or protocol is None or not protocol.exists():
+            protocol = None
+        elif self.args.tiny:  # the registered arms and code paths at toy size, bundled photos
+            from evidence_protocol import toy_protocol
+
+            protocol = toy_protocol(protocol, self.work / "toy-protocol.toml")
+        sizing = protocol_sizing(protocol, tiny=self.args.tiny) if protocol is not None else {}
+        if sizing.get("missing"):
+            return None, sizing["missing"], {"protocol": str(protocol)}
+        run_s = self.args.quality_run_s or sizing.get("run_s", QUALITY_RUN_S)
+        runs_per_seed = self.args.quality_runs_per_seed or sizing.get(
+            "runs_per_seed", QUALITY_RUNS_PER_SEED
+        )
         if self.args.tiny:
             seeds, workers, why = QUALITY_MIN_SEEDS, 1, "the tiny check: 2 seeds, 1 worker"
             free = None
         else:
             free = free_gpu_gib()
             seeds, workers, why = quality_plan(
-                timeout, free, os.cpu_count() or 1,
-                run_s=self.args.quality_run_s, runs_per_seed=self.args.quality_runs_per_seed,
-            )  # fmt: skip
+                timeout, free, os.cpu_count() or 1, run_s=run_s, runs_per_seed=runs_per_seed
+            )
         details = {"seeds": seeds, "workers": workers, "plan": why, "free_gib": free}
         if seeds == 0:
             return None, why, details
@@ -426,13 +445,15 @@ class Session:
             sys.executable, str(script), "--device", self.args.device, "--seeds", str(seeds),
             "--workers", str(workers), "--out", str(self.out / "quality.json"),
         ]  # fmt: skip
-        protocol = self.args.protocol
-        if "--protocol" in flags and protocol is not None and protocol.exists():
+        if protocol is not None:
             cmd += ["--protocol", str(protocol)]
             details["protocol"] = str(protocol)
+        if "--split" in flags:
+            cmd += ["--split", "test"]  # the registered comparisons, scored where they count
         cmd += [f for f in ("--no-md",) if f in flags]  # results come back as JSON only
         if self.args.tiny:
-            cmd += supported(TINY_QUALITY, flags)
+            tiny = TINY_EVIDENCE if "--split" in flags else TINY_QUALITY
+            cmd += supported(tiny, flags)
         cmd += shlex.split(self.args.quality_args)
         return cmd, why, details
 
@@ -469,12 +490,39 @@ TRIMS: dict[str, dict[str, list[str]]] = {
     },
 }  # fmt: skip
 
-#: The tiny check's quality settings (each kept only if the script has the flag).
+#: The tiny check's evidence arguments (its toy protocol sets the sizes): one net, one arm.
+TINY_EVIDENCE = [("--nets", "ECLNet"), ("--arms", "phase")]
+#: The tiny check's settings for a quality script without a protocol (each kept only if the
+#: script has the flag).
 TINY_QUALITY = [
     ("--quick",), ("--steps", "2"), ("--crop-size", "16"), ("--render-size", "32"),
     ("--train-crops", "1"), ("--test-crops", "1"), ("--nets", "ECLNet"), ("--arms", "phase"),
     ("--no-diagnostics",),
 ]  # fmt: skip
+
+
+def protocol_sizing(protocol: Path, tiny: bool = False) -> dict[str, Any]:
+    """What a registered protocol says of the quality slice's size: ``runs_per_seed`` (every
+    registered net's baseline and arms), ``run_s`` (:data:`QUALITY_STEP_S` times the nets' mean
+    steps) and ``missing``, the reason it cannot run here when its test photos are not
+    installed (the tiny check needs only the steps of the nets it runs)."""
+    from evidence import check_photos
+    from evidence_protocol import NETS, ProtocolError, load_protocol
+
+    loaded = load_protocol(protocol)
+    pairs = {*loaded.primaries, *loaded.controls}
+    nets = sorted({net for net, _ in pairs})
+    sizing: dict[str, Any] = {
+        "runs_per_seed": len(nets) + len(pairs),
+        "run_s": QUALITY_STEP_S * sum(loaded.settings["steps"][n] for n in NETS) / len(NETS),
+    }
+    try:
+        check_photos(loaded, ["train", "validation", "test"])
+    except ProtocolError as err:
+        sizing["missing"] = str(err)
+    if tiny:
+        sizing["runs_per_seed"] = 2  # TINY_EVIDENCE: one net, its baseline and one arm
+    return sizing
 
 
 def supported(options: list[tuple[str, ...]], flags: set[str]) -> list[str]:
@@ -691,7 +739,7 @@ def render_block(directory: Path | None) -> str:
          _relation_target(perf, "512", 0.05, "128")),
         ("`from_pretrained()` cold start < 0.2 s after `import torch` (the CPU target, benchmarks/README.md)",
          _cold_target(perf)),
-        ("every CUDA test passes (`tests/core/test_cuda.py` and the other CUDA-only tests)",
+        ("every CUDA test passes (`tests/losses/test_cuda.py` and the other CUDA-only tests)",
          _tests_target(tests)),
         ("the kit runs every GPU measurement in <= 8 minutes, JSON as it goes (design.md 9)",
          _kit_target(summary)),
@@ -726,12 +774,21 @@ def _quality_lines(summary: dict | None, quality: dict | None) -> str:
     runs = quality.get("runs") or []
     planned = quality.get("planned_runs", "?")
     details = (part or {}).get("details") or {}
+    if "protocol" in quality:  # evidence.py: the registered protocol's report
+        tables = (
+            f"`python benchmarks/evidence_report.py DIR/quality.json` (protocol "
+            f"`{quality['protocol'].get('name')}`, sha256 "
+            f"`{str(quality['protocol'].get('sha256'))[:12]}`; a slice of its seeds on CUDA)"
+        )
+    else:
+        tables = (
+            "`python benchmarks/quality.py --render-only DIR/quality.json` (a slice of seeds, "
+            "mergeable with other runs of the same settings)"
+        )
     return (
         f"{len(runs)} of {planned} planned runs finished ({details.get('seeds', '?')} paired "
         f"seeds, {quality.get('workers', details.get('workers', '?'))} workers; "
-        f"{details.get('plan', '')}); command `{quality.get('command', '')}`. Tables: "
-        "`python benchmarks/quality.py --render-only DIR/quality.json` (a slice of seeds, "
-        "mergeable with other runs of the same settings)."
+        f"{details.get('plan', '')}); command `{quality.get('command', '')}`. Tables: {tables}."
     )
 
 
@@ -817,7 +874,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="write DIR's figures into RESULTS.md (no DIR: the not-yet-measured block)",
     )
     p.add_argument("--results", type=Path, default=RESULTS_MD, help="markdown file to render into")
-    p.add_argument("--quality-script", type=Path, default=BENCH_DIR / "quality.py")
+    p.add_argument("--quality-script", type=Path, default=BENCH_DIR / "evidence.py")
     p.add_argument(
         "--protocol",
         type=Path,
@@ -828,14 +885,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quality-run-s",
         type=_positive,
-        default=QUALITY_RUN_S,
-        help=f"estimated seconds of one quality run on the GPU (default {QUALITY_RUN_S:.0f})",
+        default=None,
+        help=(
+            f"estimated seconds of one quality run on the GPU (default: {QUALITY_STEP_S:.3f} s "
+            f"per step of the protocol's nets, {QUALITY_RUN_S:.0f} s without a protocol)"
+        ),
     )
     p.add_argument(
         "--quality-runs-per-seed",
         type=int,
-        default=QUALITY_RUNS_PER_SEED,
-        help=f"training runs per paired seed (default {QUALITY_RUNS_PER_SEED})",
+        default=None,
+        help=(
+            "training runs per paired seed (default: the protocol's registered baselines and "
+            f"arms, {QUALITY_RUNS_PER_SEED} without a protocol)"
+        ),
     )
     args = p.parse_args(argv)  # fmt: skip
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -847,7 +910,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("Expected --tiny with --device cpu: the tiny check is the kit's CPU test")
     if not args.tiny and args.device != "cuda":
         p.error("Expected --device cuda (or --device cpu --tiny for the kit's own check)")
-    if args.quality_runs_per_seed < 1:
+    if args.quality_runs_per_seed is not None and args.quality_runs_per_seed < 1:
         p.error(f"Expected --quality-runs-per-seed >= 1, got {args.quality_runs_per_seed}")
     if args.budget_s is None:
         args.budget_s = 300.0 if args.tiny else GPU_BUDGET_S

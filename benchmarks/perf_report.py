@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-#: Speed-up of the library's PhaseLoss over the full-``fft2`` reference that issue 17 asks for.
+#: Speed-up of the library's PhaseLoss over the full-``fft2`` reference (design.md section 9).
 PHASE_TARGETS = {"cpu": 2.0, "cuda": 1.5}
-#: Largest relation-term share of a FECNet step at 256 px (issue 17: 3 % on a GPU; design: 10 %).
+#: Largest relation-term share of a FECNet step at 256 px (design.md section 9: 10 % on a CPU, 3 % on a GPU).
 RELATION_TARGETS = {"cpu": 0.10, "cuda": 0.03}
 
 PREAMBLE = """# Benchmark results
@@ -110,7 +110,7 @@ def phase_section(phase: dict[str, Any], prov: str, device: torch.device) -> str
         "of per-round ratios.\n\n"
         + "\n".join(rows)
         + _eager_and_first_calls(phase)
-        + f"\n\nTarget (issue 17, {device.type}) >= {target:.1f}x: "
+        + f"\n\nTarget (design, {device.type}) >= {target:.1f}x: "
         + ("met." if verdict else "NOT met.")
     )
 
@@ -273,6 +273,6 @@ def cold_start_section(cold: dict[str, Any], prov: str, device: torch.device) ->
         "`ERL_LOSSES_OFFLINE=1` (the default BCM ships with the package). Written by "
         "`bench_cold_start.py`.\n\n"
         + "\n".join(rows)
-        + f"\n\nTarget (issue 17) < {cold['target_s']:.1f} s after `import torch`: "
+        + f"\n\nTarget (design) < {cold['target_s']:.1f} s after `import torch`: "
         + ("met." if total < cold["target_s"] else f"NOT met ({total:.2f} s).")
     )

@@ -49,7 +49,7 @@ class Settings:
         return self.test_scenes * 5
 
 
-#: The GPU mode (issue 12: >= 24 paired seeds, >= 200 held-out crops: 201 crops, 1005 images).
+#: The GPU mode (>= 24 paired seeds, >= 200 held-out crops: 201 crops, 1005 images).
 FULL = Settings(steps=1200, crop_size=96, render_size=128, train_crops=12, test_crops=67, seeds=24)
 #: The CPU quick mode: as many seeds as fit in about an hour on 2 busy cores; 42 held-out crops
 #: (210 images), where evaluation would otherwise cost as much as training.

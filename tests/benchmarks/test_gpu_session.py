@@ -58,6 +58,31 @@ def test_quality_plan_fits_seeds_and_workers(kit) -> None:
     assert (seeds, workers) == (0, 0) and "no room" in why
 
 
+def test_the_quality_slice_is_sized_by_the_registered_protocol(kit, tmp_path, monkeypatch) -> None:
+    from tests.benchmarks._evidence import evidence_protocol
+
+    protocol = evidence_protocol.load_protocol(BENCH / "protocol.toml")
+    monkeypatch.setenv("ERL_MATE_PHOTOS", str(tmp_path))  # no Debian photos here
+    sizing = kit.protocol_sizing(BENCH / "protocol.toml")
+    pairs = {*protocol.primaries, *protocol.controls}
+    assert sizing["runs_per_seed"] == len({n for n, _ in pairs}) + len(pairs) == 12
+    steps = protocol.settings["steps"]
+    assert sizing["run_s"] == pytest.approx(kit.QUALITY_STEP_S * sum(steps.values()) / 2)
+    assert "mate-backgrounds" in sizing["missing"] and "ERL_MATE_PHOTOS" in sizing["missing"]
+    toy = evidence_protocol.toy_protocol(BENCH / "protocol.toml", tmp_path / "toy.toml")
+    assert "missing" not in kit.protocol_sizing(toy)  # bundled photos only
+    assert kit.protocol_sizing(toy, tiny=True)["runs_per_seed"] == 2
+
+    # Without the test photos the part is skipped with the reason, not run and failed.
+    args = kit.parse_args(["--device", "cuda", "--out", str(tmp_path / "s")])
+    session = kit.Session.__new__(kit.Session)
+    session.args, session.out, session.work = args, tmp_path, tmp_path
+    cmd, why, details = session.quality_command(300)
+    assert (
+        cmd is None and "mate-backgrounds" in why and details["protocol"].endswith("protocol.toml")
+    )
+
+
 def test_cuda_tests_are_selected(kit) -> None:
     files = kit.cuda_test_files()
     assert "tests/losses/test_cuda.py" in files
@@ -158,7 +183,9 @@ def test_tiny_session_writes_every_part_and_renders(kit, tmp_path) -> None:
     assert [r["variant"] for r in basicsr["rows"]] == ["erl"]
     assert basicsr["rows"][0]["flag"]  # l_relation in basicsr's log
     quality = json.loads((out / "quality.json").read_text())
-    assert len(quality["runs"]) == quality["planned_runs"] > 0
+    assert len(quality["runs"]) == quality["planned_runs"] == 4  # 2 seeds x (L1, phase)
+    assert quality["split"] == "test" and not quality["exploratory"]  # the registered arms
+    assert quality["protocol"]["name"] == "erl-converged-cpu"  # the toy copy of the registered one
 
     # The same JSONs as if a GPU had measured them: every cell is filled from them.
     fake = tmp_path / "as-cuda"
@@ -175,7 +202,7 @@ def test_tiny_session_writes_every_part_and_renders(kit, tmp_path) -> None:
     assert "- Command: `python benchmarks/gpu_session.py --device cpu --tiny" in block
     assert "| tests | ran |" in block and "| quality | ran |" in block
     assert "32 px" in block and "+ERL (fecnet_erl_msec)" in block
-    assert "of 4 planned runs finished" in block or "planned runs finished" in block
+    assert "4 of 4 planned runs finished" in block and "evidence_report.py" in block
     # No 256 / 512 px figures in a tiny run: those targets stay unmeasured.
     assert "relation term <= 10 % at 256 px" in block and NOT_MEASURED_ROW in block
 

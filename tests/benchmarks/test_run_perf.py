@@ -62,7 +62,7 @@ def test_tiny_cpu_run_and_its_gpu_rendering(run_perf, tmp_path) -> None:
         section = text.split(f"## Performance: {heading}", 1)[1].split("\n## ", 1)[0]
         assert "- Date: " in section and "- Command: `python benchmarks/run_perf.py" in section
         assert "- Machine: " in section
-    assert "| 64+graphs |" in text and "Target (issue 17, cpu) >= 2.0x" in text
+    assert "| 64+graphs |" in text and "Target (design, cpu) >= 2.0x" in text
     data = json.loads(raw.read_text())
     assert set(data["phase"]["32"]) >= {"rfft2", "rfft2-unfused", "fft2", "fused_gain"}
 
@@ -70,5 +70,5 @@ def test_tiny_cpu_run_and_its_gpu_rendering(run_perf, tmp_path) -> None:
                           "--results", str(results)]) == 0  # fmt: skip
     text = results.read_text()
     assert "## Performance: PhaseLoss rfft2 vs full fft2 [cuda]" in text
-    assert "Target (issue 17, cuda) >= 1.5x" in text
+    assert "Target (design, cuda) >= 1.5x" in text
     assert "## Performance: relation overhead per training step [cpu]" in text  # kept
