@@ -316,18 +316,30 @@ def conclusion(result: dict[str, Any], analysis: dict[str, Any]) -> str:
             "paper-literal until the rule can be applied."
         )
     elif d["change_default_to"]:
-        verdict = f"The decision rule is met for {d['change_default_to']}: the default changes."
-    else:
+        arms = ", ".join(f"`{a}`" for a in d["change_default_to"])
         verdict = (
-            "No registered arm improved both nets beyond seed noise, so expect no measurable "
-            "gain from the term on data like this; the default stays paper-literal."
+            f"The decision rule is met for {arms} (a corrected interval above 0 for both nets): "
+            "the zoo default changes to it."
+        )
+    else:
+        primaries = [r for r in analysis["rows"] if r["status"] == "primary"]
+        better = [f"`{r['arm']}` on {r['net']}" for r in primaries if r["ci"][0] > 0]
+        worse = [f"`{r['arm']}` on {r['net']}" for r in primaries if r["ci"][1] < 0]
+        found = "".join(
+            f" ({label}: {', '.join(items)})"
+            for label, items in (("above 0", better), ("below 0", worse))
+            if items
+        )
+        verdict = (
+            f"No registered arm's corrected interval lies above 0 for both nets{found}, so expect "
+            "no reliable gain from the term on data like this; the default stays paper-literal."
         )
     return f"{measured} {verdict}"
 
 
-def write_block(md: Path, key: str, block: str) -> None:
-    """Replaces the ``key`` block between its markers in ``md`` (appends it when absent)."""
-    begin, end = (m.format(key) for m in MARKERS)
+def write_block(md: Path, key: str, block: str, markers: tuple[str, str] = MARKERS) -> None:
+    """Replaces the ``key`` block between its ``markers`` in ``md`` (appends it when absent)."""
+    begin, end = (m.format(key) for m in markers)
     text = md.read_text() if md.exists() else ""
     new = f"{begin}\n{block}\n{end}"
     if begin in text and end in text:

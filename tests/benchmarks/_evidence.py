@@ -13,8 +13,16 @@ import evidence  # noqa: E402
 import evidence_protocol  # noqa: E402
 import evidence_relations  # noqa: E402
 import evidence_report  # noqa: E402
+import published  # noqa: E402
 
-__all__ = ["BENCHMARKS", "evidence", "evidence_protocol", "evidence_relations", "evidence_report"]
+__all__ = [
+    "BENCHMARKS",
+    "evidence",
+    "evidence_protocol",
+    "evidence_relations",
+    "evidence_report",
+    "published",
+]
 
 
 def tiny_protocol(path: Path, **changes: str) -> Path:
