@@ -87,6 +87,15 @@ def check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"Expected `{name}` to hold only finite values, got {bad} NaN/inf values")
 
 
+def check_bool(value: object, name: str) -> bool:
+    """Returns ``value`` if it is a ``bool``, else raises ``TypeError`` naming ``name``: in Python
+    a flag is ``True``/``False`` (the string ``"false"`` is truthy, so it is refused rather than
+    read; option files and environment variables go through :func:`erl_losses._flags.parse_bool`)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
 def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     """Returns ``value`` if it is one of ``choices``, else raises ``ValueError``."""
     if value not in choices:

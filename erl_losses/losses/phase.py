@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from erl_losses._reduction import Reduction, check_reduction
 from erl_losses._validation import (
     UnitRangeChecked,
+    check_bool,
     check_choice,
     check_has_values,
     check_positive_number,
@@ -47,8 +48,8 @@ class PhaseLoss(UnitRangeChecked, nn.Module):
         self.mode = check_choice(mode, "mode", PHASE_MODES)
         self.reduction = check_reduction(reduction)
         self.amp_floor = check_positive_number(amp_floor, "amp_floor")
-        self.check_nonfinite = check_nonfinite
-        self.check_range = check_range
+        self.check_nonfinite = check_bool(check_nonfinite, "check_nonfinite")
+        self.check_range = check_bool(check_range, "check_range")
         self._range_checked = False
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:

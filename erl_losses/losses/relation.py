@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from erl_losses._reduction import Reduction, check_reduction
-from erl_losses._validation import UnitRangeChecked, check_choice, check_tensor
+from erl_losses._validation import UnitRangeChecked, check_bool, check_choice, check_tensor
 from erl_losses.distributed import world_size
 from erl_losses.functional.relation import RELATION_VARIANTS, sample_relation_loss
 from erl_losses.modules.bcm import BatchCorrelationModule
@@ -82,22 +82,24 @@ class SampleRelationLoss(UnitRangeChecked, nn.Module):
         cuda_graphs: bool | None = None,
     ) -> None:
         super().__init__()
-        self.check_range = check_range
+        self.check_range = check_bool(check_range, "check_range")
         self._range_checked = False
         resolved = resolve_bcm(bcm)  # a module passes through; a name brings its zoo entry
         self.variant = check_choice(
             resolved.variant if variant is None else variant, "variant", RELATION_VARIANTS
         )
         self.reduction = check_reduction(reduction)
-        self.check_nonfinite = check_nonfinite
-        if not isinstance(gather, bool):
-            raise TypeError(f"Expected `gather` to be a bool, got {type(gather).__name__}")
-        self.gather = gather
+        self.check_nonfinite = check_bool(check_nonfinite, "check_nonfinite")
+        self.gather = check_bool(gather, "gather")
         bcm = resolved.bcm
         bcm.requires_grad_(False).eval()
         # Bypass nn.Module.__setattr__ so the BCM is not a child: no parameters, no state_dict.
         object.__setattr__(self, "_bcm", bcm)
-        graphs = cuda_graphs_from_env() if cuda_graphs is None else cuda_graphs
+        graphs = (
+            cuda_graphs_from_env()
+            if cuda_graphs is None
+            else check_bool(cuda_graphs, "cuda_graphs")
+        )
         self._graphed = GraphedBCM(bcm) if graphs else None
         self._warned_single = False
 

@@ -118,3 +118,16 @@ def test_check_nonfinite_raises_naming_the_argument(make_loss):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="`target`"):
             loss(_images(), target)
+
+
+@pytest.mark.parametrize("flag", ["check_range", "check_nonfinite", "gather", "cuda_graphs"])
+@pytest.mark.parametrize("value", ["false", "no", 0, 1, None])
+def test_a_flag_of_the_losses_is_a_bool_not_a_truthy_value(tiny_bcm, flag: str, value) -> None:
+    # "false" is truthy: read as a flag it would switch the check ON; refused instead.
+    if flag == "cuda_graphs" and value is None:
+        return  # None means "from the environment" there
+    with pytest.raises(TypeError, match=f"Expected `{flag}` to be a bool"):
+        SampleRelationLoss(tiny_bcm, **{flag: value})
+    if flag in ("check_range", "check_nonfinite"):
+        with pytest.raises(TypeError, match=f"Expected `{flag}` to be a bool"):
+            PhaseLoss(**{flag: value})
