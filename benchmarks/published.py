@@ -7,9 +7,12 @@ The generated blocks sit between ``<!-- KIND:KEY:begin -->`` / ``<!-- KIND:KEY:e
 
 * README.md ``demo:table`` and docs/demo.md ``demo:full`` (with the levels): the table of the
   committed ``erl demo`` run (:data:`DEMO_JSON`, the ``results.json`` of a full ``erl demo``),
-  with its seed, steps, machine and date;
+  with its seed, steps, machine and date; README.md ``demo:quick``: the same for
+  ``erl demo --quick`` (:data:`DEMO_QUICK_JSON`);
 * README.md ``evidence:conclusion``: the two sentences :func:`evidence_report.conclusion` draws
   from the registered protocol's test results (:data:`EVIDENCE_JSON`);
+* benchmarks/RESULTS.md ``evidence:validation``: the settings sweep on the validation split
+  (:data:`VALIDATION_DIR`);
 * benchmarks/RESULTS.md ``evidence:test``: the report of those results
   (:func:`evidence_report.render_markdown`), and ``docs/images/forest.png`` (written, not checked:
   pixels differ between matplotlib versions).
@@ -35,8 +38,12 @@ import evidence_report  # noqa: E402
 
 #: The committed ``results.json`` of a full ``erl demo`` run (the README's demo table).
 DEMO_JSON = ROOT / "docs" / "demo-results.json"
+#: The committed ``results.json`` of ``erl demo --quick`` (README's quick-run table).
+DEMO_QUICK_JSON = ROOT / "docs" / "demo-quick-results.json"
 #: The registered protocol's test-split results (merged seed ranges).
 EVIDENCE_JSON = HERE / "results" / "evidence-test.json"
+#: The settings sweep on the validation split (the protocol's settings were chosen from it).
+VALIDATION_DIR = HERE / "results" / "validation"
 README = ROOT / "README.md"
 DEMO_MD = ROOT / "docs" / "demo.md"
 RESULTS_MD = HERE / "RESULTS.md"
@@ -48,13 +55,48 @@ def demo_block(results: dict[str, Any], levels: bool = False) -> str:
     """A demo's table-1 rows (and with ``levels`` its PSNR per exposure level) from its
     ``results.json``, and where they ran."""
     table = results["table"] if levels else results["table"].split("\n\n")[0]
+    source = DEMO_QUICK_JSON.name if results["quick"] else DEMO_JSON.name
     settings = results["settings"]
     return (
         f"{table}\n\n{results['net']}, seed {results['seed']}, {settings['steps']} steps, "
         f"{results['data']['test_images']} held-out images of "
         f"{', '.join(results['data']['test_photos'])}; {results['machine']}, "
-        f"{results['date']} (`docs/demo-results.json`)."
+        f"{results['date']} (`docs/{source}`)."
     )
+
+
+def validation_block(paths: list[Path]) -> str:
+    """The settings sweep on the validation split: each committed validation JSON's L1
+    baselines (mean over seeds) against the uncorrected input, and whether they meet the
+    converged bar."""
+    lines = [
+        "| file | net | steps | lr | crops | seeds | L1 Average PSNR | SSIM | input PSNR | SSIM "
+        "| bar met (>= +2 dB, SSIM kept) in every seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        result = evidence_report.load(path)
+        if result["split"] != "validation":
+            raise ValueError(f"Expected a validation-split result, got {result['split']} in {path}")
+        inp = result["input"]["groups"]["Average"]
+        s = result["settings"]
+        for net in result["nets"]:
+            runs = [r for r in result["runs"] if r["net"] == net and r["arm"] == "l1"]
+            if not runs:
+                continue
+            psnr = [r["groups"]["Average"]["psnr"] for r in runs]
+            ssim = [r["groups"]["Average"]["ssim"] for r in runs]
+            met = all(
+                p - inp["psnr"] >= evidence_report.CONVERGED_MARGIN_DB and q >= inp["ssim"]
+                for p, q in zip(psnr, ssim, strict=True)
+            )
+            steps = s["steps"][net] if isinstance(s["steps"], dict) else s["steps"]
+            lines.append(
+                f"| `{path.name}` | {net} | {steps} | {s['lr'][net]:g} | {s['crop_size']} px | "
+                f"{len(runs)} | {sum(psnr) / len(psnr):.2f} | {sum(ssim) / len(ssim):.4f} | "
+                f"{inp['psnr']:.2f} | {inp['ssim']:.4f} | {'yes' if met else 'no'} |"
+            )
+    return "\n".join(lines)
 
 
 def blocks() -> list[tuple[Path, tuple[str, str], str, str]]:
@@ -64,6 +106,14 @@ def blocks() -> list[tuple[Path, tuple[str, str], str, str]]:
         demo = json.loads(DEMO_JSON.read_text())
         out.append((README, DEMO_MARKERS, "table", demo_block(demo)))
         out.append((DEMO_MD, DEMO_MARKERS, "full", demo_block(demo, levels=True)))
+    if DEMO_QUICK_JSON.exists():
+        quick = json.loads(DEMO_QUICK_JSON.read_text())
+        out.append((README, DEMO_MARKERS, "quick", demo_block(quick, levels=True)))
+    validation = sorted(VALIDATION_DIR.glob("*.json"))
+    if validation:
+        out.append(
+            (RESULTS_MD, evidence_report.MARKERS, "validation", validation_block(validation))
+        )
     if EVIDENCE_JSON.exists():
         result = evidence_report.load(EVIDENCE_JSON)
         analysis = evidence_report.analyse(result)
