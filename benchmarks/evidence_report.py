@@ -7,7 +7,8 @@ From a result JSON of ``benchmarks/evidence.py``:
 * each ``(net, arm)`` against the baseline of the same seeds on Average PSNR (and SSIM): mean,
   SD, t-test p; primaries get Holm-adjusted p-values and Holm-level intervals over the family of
   the primaries present, controls and exploratory arms plain 95 % intervals, labelled as such;
-* a bootstrap over test scenes beside the seed interval, and the mean difference per photo;
+* a bootstrap over the test photos (the scenes) beside the seed interval, and the mean
+  difference per photo;
 * the decision rule of the protocol, applied.
 
 ``python benchmarks/evidence_report.py RESULT.json [--md RESULTS.md] [--plot forest.png]``
@@ -104,8 +105,14 @@ def _by_seed(result: dict[str, Any], net: str, arm: str) -> dict[int, dict[str, 
 
 
 def _scenes(result: dict[str, Any]) -> tuple[list[str], np.ndarray]:
-    """Scene names and the ``(images,)`` scene index of each image."""
-    scenes = [n.removesuffix(".png").rpartition("_")[0] for n in result["image_names"]]
+    """Scene names (source photos) and the ``(images,)`` scene index of each image.
+
+    A scene is a source photo, not a crop (``<photo>_c<k>_<level>.png``): the crops of one photo
+    share its content, so resampling crops would treat correlated images as independent scenes
+    and give too narrow an interval."""
+    scenes = [
+        n.removesuffix(".png").rpartition("_")[0].rpartition("_c")[0] for n in result["image_names"]
+    ]
     names = list(dict.fromkeys(scenes))
     return names, np.array([names.index(s) for s in scenes])
 
@@ -167,9 +174,6 @@ def compare(result: dict[str, Any], net: str, arm: str) -> dict[str, Any] | None
     ssim = paired_comparison([x["ssim"] for x in a], [x["ssim"] for x in b])
     scene = _scene_deltas(result, [erl[s] for s in seeds], [base[s] for s in seeds])
     names, _ = _scenes(result)
-    photos: dict[str, list[float]] = {}
-    for name, value in zip(names, scene.mean(axis=0), strict=True):
-        photos.setdefault(name.rpartition("_c")[0], []).append(float(value))
     return {
         "net": net,
         "arm": arm,
@@ -180,7 +184,7 @@ def compare(result: dict[str, Any], net: str, arm: str) -> dict[str, Any] | None
         "ssim": ssim.as_dict(),
         "scene_ci": bootstrap_scene_ci(scene),
         "scenes": len(names),
-        "per_photo": {k: statistics.fmean(v) for k, v in photos.items()},
+        "per_photo": dict(zip(names, map(float, scene.mean(axis=0)), strict=True)),
     }
 
 
@@ -243,8 +247,8 @@ def render_markdown(result: dict[str, Any], analysis: dict[str, Any], title: str
         "",
         f"{label} `{result['protocol']['name']}` v{result['protocol']['version']} (sha256 "
         f"`{result['protocol']['sha256'][:12]}`), split **{result['split']}** "
-        f"({len(_scenes(result)[0])} scenes x 5 levels = {len(result['image_names'])} images of "
-        f"{len(result['photos'][result['split']])} photos); steps {steps}, batch "
+        f"({len(result['image_names'])} images: {len(_scenes(result)[0])} photos x "
+        f"{s[result['split'] + '_crops']} crops x 5 levels); steps {steps}, batch "
         f"{s['batch_size']}, crops {s['crop_size']} px, lr {lr}, alpha {s['alpha']:g}, EMA "
         f"{s['ema_decay']:g}; seeds {min(result['seeds'])}-{max(result['seeds'])}; "
         f"{len(result['runs'])}/{result['planned_runs']} runs; {result['machine']}; "
@@ -263,9 +267,9 @@ def render_markdown(result: dict[str, Any], analysis: dict[str, Any], title: str
         "",
         "Arm - L1 baseline, paired by seed, Average PSNR (dB): mean, the interval at the level "
         "shown (primaries: Holm over the family; others 95 %), the same seeds with the test "
-        "scenes bootstrapped (95 %), SSIM mean, wins/seeds.",
+        "photos bootstrapped (95 %), SSIM mean, wins/seeds.",
         "",
-        "| Net | Arm | Status | Δ PSNR | CI (level) | p (Holm) | Scene bootstrap | Δ SSIM | Wins |",
+        "| Net | Arm | Status | Δ PSNR | CI (level) | p (Holm) | Photo bootstrap | Δ SSIM | Wins |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in analysis["rows"]:
@@ -305,7 +309,7 @@ def conclusion(result: dict[str, Any], analysis: dict[str, Any]) -> str:
     d = analysis["decision"]
     measured = (
         "On the registered protocol (Holm-corrected 95 % intervals, Average PSNR against the L1 "
-        f"baseline of the same seeds, {len(_scenes(result)[0])} test scenes) ERL measured "
+        f"baseline of the same seeds, {len(_scenes(result)[0])} test photos) ERL measured "
         + "; ".join(parts)
         + "."
     )
@@ -371,7 +375,7 @@ def forest_plot(analysis: dict[str, Any], path: Path, title: str) -> None:
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r['net']} {r['arm']} ({r['status']})" for r in reversed(rows)])
     ax.set_xlabel("Average PSNR, arm - L1 baseline (dB); solid: seed CI (Holm for primaries), "
-                  "dotted: scene bootstrap", fontsize=8)  # fmt: skip
+                  "dotted: photo bootstrap", fontsize=8)  # fmt: skip
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

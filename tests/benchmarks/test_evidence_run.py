@@ -1,5 +1,5 @@
 """The evidence benchmark end to end on a tiny protocol: runs, per-image scores, the protocol
-hash, Holm, the scene bootstrap, the report block, merging and its refusals."""
+hash, Holm, the bootstrap over test photos, the report block, merging and its refusals."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_merge_then_analyse(runs, tmp_path: Path) -> None:
     assert primary["status"] == "primary" and control["status"] == "control"
     assert primary["level"] == pytest.approx(1 - 0.05)  # the one primary present: m = 1
     assert control["level"] == 0.95 and "p_holm" not in control
-    assert primary["scenes"] == 4 and set(primary["per_photo"]) == {"chelsea", "coffee"}
+    assert primary["scenes"] == 2 and set(primary["per_photo"]) == {"chelsea", "coffee"}  # photos
     low, high = primary["scene_ci"]
     assert low <= high
     # one net only: the rule needs every registered primary with the protocol's seed count
