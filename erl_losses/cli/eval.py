@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from erl_losses.cli._args import existing_file, existing_folder, net_name
+from erl_losses.cli._args import existing_file, existing_folder, int_at_least, net_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("auto", "basicsr", "skimage"),
         default="auto",
         help="PSNR/SSIM code: basicsr.metrics when importable (auto), or scikit-image",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=0,
+        help="processes that decode and score images in parallel (default 0: this process)",
     )
     parser.add_argument(
         "--partial",
@@ -136,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             strict=not args.partial,
             backend=None if args.metrics == "auto" else args.metrics,
             method=args.method or (args.net if use_net else pred_dir.name),
+            workers=args.workers,
         )
         if args.fidelity:
             from erl_losses.evaluation.fidelity import fidelity_between_folders

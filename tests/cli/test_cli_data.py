@@ -54,6 +54,8 @@ def test_eval_inputs_against_gt(rendered: Path, tmp_path: Path, capsys) -> None:
             "input",
             "--metrics",
             "skimage",
+            "--workers",
+            "2",
         ]
     )
     assert code == 0
@@ -81,6 +83,9 @@ def test_eval_reports_missing_files(rendered: Path, capsys) -> None:
 
 
 def test_eval_argument_errors(rendered: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "--pred", str(rendered), "--gt", str(rendered), "--workers", "-1"])
+    assert "--workers" in capsys.readouterr().err
     assert main(["eval", "--pred", str(rendered)]) == 2
     assert "Expected --pred and --gt" in capsys.readouterr().err
     assert main(["eval", "--net", "ECLNet", "--data", str(rendered)]) == 2

@@ -355,3 +355,17 @@ def test_16bit_predictions_are_scored_at_their_values(tmp_path: Path) -> None:
     report = evaluate_folders(tmp_path / "pred", tmp_path / "gt", strict=False)
     assert report.images[0].psnr == float("inf")
     assert report.images[0].ssim == pytest.approx(1.0)
+
+
+def test_workers_give_the_same_report_and_the_same_errors(msec_folders) -> None:
+    pred_dir, gt_dir, gts, _ = msec_folders
+    alone = evaluate_folders(pred_dir, gt_dir)
+    parallel = evaluate_folders(pred_dir, gt_dir, workers=2)
+    assert parallel.images == alone.images  # same scores, same order
+    _write(pred_dir / "s1_N1.5.png", gts["s1"][:20])
+    with pytest.raises(
+        ValueError, match=r"^Expected prediction s1_N1\.5\.png to have its GT's size"
+    ):
+        evaluate_folders(pred_dir, gt_dir, workers=2)  # the worker's error, as is
+    with pytest.raises(ValueError, match="Expected `workers`"):
+        evaluate_folders(pred_dir, gt_dir, workers=-1)
