@@ -50,7 +50,8 @@ def _library(fused: str) -> Callable[[Tensor, Tensor], Tensor]:
 library_phase_loss = _library("auto")
 
 #: "rfft2": the library as shipped (fused element-wise node, compiled on CUDA); "rfft2-unfused":
-#: the same maths as plain autograd ops; "fft2": the independent full-spectrum reference.
+#: ``ERL_LOSSES_FUSED_PHASE=off``, the same node run eagerly (on a CPU the same code as "rfft2";
+#: on CUDA the uncompiled bodies); "fft2": the independent full-spectrum reference.
 IMPLEMENTATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "rfft2": library_phase_loss,
     "rfft2-unfused": _library("off"),

@@ -103,7 +103,8 @@ def phase_section(phase: dict[str, Any], prov: str, device: torch.device) -> str
     return (
         f"{prov}\n\nForward + backward of `phase_loss(mode='paper')` (rfft2 with column weights; "
         "*fused*: the element-wise part as one autograd node, `torch.compile`d on CUDA, the "
-        "default; *unfused*: `ERL_LOSSES_FUSED_PHASE=off`) vs an independent full-spectrum "
+        "default; *unfused*: `ERL_LOSSES_FUSED_PHASE=off`, the same node run eagerly, never "
+        "compiled, so on a CPU both columns run the same code) vs an independent full-spectrum "
         "reference (`torch.fft.fft2` + `angle`, L1, mean) written in `bench_phase.py`. All give "
         "the same value and gradient (checked before timing). Times are medians (IQR) of "
         "`blocked_autorange` block means pooled over interleaved rounds; speed-ups are medians "
