@@ -119,11 +119,13 @@ def test_downloads_leave_the_default_socket_timeout_alone(tmp_path, weights, tri
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_during_a_download_leaves_nothing(tmp_path, weights, trickle):
-    zoo = tiny_zoo(tmp_path, weights, [f"{trickle.url}/slow/{FILE}"])
+    zoo = tiny_zoo(tmp_path, weights, [f"{trickle.url}/slow/{FILE}"], deadline=120)
 
     def ctrl_c() -> None:  # a real SIGINT to the main thread, as a terminal sends it
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
 
+    # Python's own Ctrl-C handler, as in a user's interpreter (pytest-xdist workers ignore SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(3.0, ctrl_c)
     timer.start()
     try:
@@ -131,6 +133,7 @@ def test_ctrl_c_during_a_download_leaves_nothing(tmp_path, weights, trickle):
             zoo.fetch("tiny")
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert _cache_files(zoo) == []
 
 
