@@ -504,8 +504,8 @@ TINY_QUALITY = [
 def protocol_sizing(protocol: Path, tiny: bool = False) -> dict[str, Any]:
     """What a registered protocol says of the quality slice's size: ``runs_per_seed`` (every
     registered net's baseline and arms), ``run_s`` (:data:`QUALITY_STEP_S` times the nets' mean
-    steps) and ``missing``, the reason it cannot run here when its test photos are not
-    installed (the tiny check needs only the steps of the nets it runs)."""
+    steps) and ``missing``, the reason it cannot run here when its photos are not installed;
+    with ``tiny``, the runs of :data:`TINY_EVIDENCE` (one net's baseline and one arm)."""
     from evidence import check_photos
     from evidence_protocol import NETS, ProtocolError, load_protocol
 
