@@ -374,7 +374,7 @@ def forest_plot(analysis: dict[str, Any], path: Path, title: str) -> None:
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r['net']} {r['arm']} ({r['status']})" for r in reversed(rows)])
-    ax.set_xlabel("Average PSNR, arm - L1 baseline (dB); solid: seed CI (Holm for primaries), "
+    ax.set_xlabel("Average PSNR, arm - L1 baseline (dB)\nsolid: seed CI (Holm for primaries), "
                   "dotted: photo bootstrap", fontsize=8)  # fmt: skip
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
