@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -11,15 +12,26 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def modules():
+def _import(*names: str) -> list:
+    """The ``benchmarks/`` scripts ``names`` as modules (benchmarks/ is not a package)."""
+    import importlib
+
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        import quality_plan
-        import quality_report
+        return [importlib.import_module(name) for name in names]
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return quality_plan, quality_report
+
+
+@pytest.fixture(scope="module")
+def modules():
+    return tuple(_import("quality_plan", "quality_report"))
+
+
+@pytest.fixture(scope="module")
+def quality():
+    """``benchmarks/quality.py`` as a module."""
+    return _import("quality")[0]
 
 
 def _run(net: str, arm: str | None, seed: int, average: float) -> dict:
@@ -146,6 +158,11 @@ def test_ablation_tables_per_net_with_the_seed_note(modules) -> None:
     assert "ERL lower on seeds: 1, 3." in note
 
 
+def _keyed_runs(deltas: dict[str, list[float]]) -> list[dict]:
+    """:func:`_runs` with the ``key`` every run of a result file has."""
+    return [{**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs(deltas)]
+
+
 def _result(runs: list[dict], seeds: int, first_seed: int = 0, **settings) -> dict:
     return {
         "first_seed": first_seed,
@@ -229,17 +246,8 @@ def test_merge_refuses_other_settings_bcms_or_scores(modules) -> None:
     assert report.merge_results([one, two], ["a", "b"])["diagnostics"]["phase"]
 
 
-def test_render_only_merges_two_files_into_out_and_the_markdown(modules, tmp_path) -> None:
-    import json
-
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import quality
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    runs = [
-        {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.2] * 4})
-    ]
+def test_render_only_merges_two_files_into_out_and_the_markdown(modules, quality, tmp_path) -> None:
+    runs = _keyed_runs({"phase": [0.2] * 4})
     extra = {
         "workers": 2,
         "torch": "x",
@@ -269,17 +277,8 @@ def test_render_only_merges_two_files_into_out_and_the_markdown(modules, tmp_pat
     assert md.read_text() == "untouched\n" and out.is_file()
 
 
-def test_render_only_reports_bad_inputs_in_one_line(modules, tmp_path, capsys) -> None:
-    import json
-
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import quality
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    runs = [
-        {**r, "key": f"{r['net']}|{r['arm']}|s{r['seed']}"} for r in _runs({"phase": [0.2] * 4})
-    ]
+def test_render_only_reports_bad_inputs_in_one_line(modules, quality, tmp_path, capsys) -> None:
+    runs = _keyed_runs({"phase": [0.2] * 4})
     runs[0]["groups"]["Average"]["psnr"] = math.nan
     path = tmp_path / "nan.json"
     path.write_text(json.dumps({**_result(runs, 4), "tables": {"x": 1}}))
@@ -295,8 +294,6 @@ def test_render_only_reports_bad_inputs_in_one_line(modules, tmp_path, capsys) -
 
 
 def test_a_failing_run_is_reported_and_the_others_are_kept(modules, tmp_path, monkeypatch) -> None:
-    import json
-
     from tests._helpers import quality_job_failing_on_seed_1
 
     plan, _ = modules
