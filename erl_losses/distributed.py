@@ -35,6 +35,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.autograd import Function
 
+from erl_losses._validation import check_bool
+
 __all__ = [
     "all_gather_rows",
     "gather_active",
@@ -72,9 +74,7 @@ def gather_active(gather: bool) -> bool:
         TypeError: if ``gather`` is not a bool.
     """
     global _warned_no_group
-    if not isinstance(gather, bool):
-        raise TypeError(f"Expected `gather` to be a bool, got {type(gather).__name__}")
-    if not gather:
+    if not check_bool(gather, "gather"):
         return False
     if is_distributed():
         return True
