@@ -129,6 +129,19 @@ def _scene_deltas(
     return out
 
 
+def meets_bar(psnr: float, ssim: float, input_scores: dict[str, float]) -> bool:
+    """The converged-mode bar: Average PSNR at least :data:`CONVERGED_MARGIN_DB` above the
+    uncorrected input's, and no Average SSIM lost to it."""
+    return psnr - input_scores["psnr"] >= CONVERGED_MARGIN_DB and ssim >= input_scores["ssim"]
+
+
+def net_steps(settings: dict[str, Any], nets: list[str]) -> dict[str, int]:
+    """Each net's training steps: ``settings["steps"]`` is one count per net, or one count for
+    every net in results written before the protocol gave nets their own."""
+    steps = settings["steps"]
+    return {net: steps[net] if isinstance(steps, dict) else steps for net in nets}
+
+
 def baseline_check(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per net: the baseline's mean Average PSNR/SSIM over seeds vs the input's, and the bar."""
     inp = result["input"]["groups"]["Average"]
@@ -148,7 +161,7 @@ def baseline_check(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "input_psnr": inp["psnr"],
             "input_ssim": inp["ssim"],
             "gain_db": gain,
-            "converged": gain >= CONVERGED_MARGIN_DB and statistics.fmean(ssim) >= inp["ssim"],
+            "converged": meets_bar(statistics.fmean(psnr), statistics.fmean(ssim), inp),
         }
     return out
 
@@ -239,8 +252,7 @@ def render_markdown(result: dict[str, Any], analysis: dict[str, Any], title: str
     """The report block: settings, the baseline bar, the comparisons, the decision."""
     s = result["settings"]
     lr = ", ".join(f"{k} {v:g}" for k, v in s["lr"].items())
-    steps = s["steps"]
-    steps = ", ".join(f"{k} {v}" for k, v in steps.items()) if isinstance(steps, dict) else steps
+    steps = ", ".join(f"{k} {v}" for k, v in net_steps(s, result["nets"]).items())
     label = "registered protocol" if not result["exploratory"] else "EXPLORATORY"
     lines = [
         f"### {title}",

@@ -86,11 +86,8 @@ def validation_block(paths: list[Path]) -> str:
                 continue
             psnr = [r["groups"]["Average"]["psnr"] for r in runs]
             ssim = [r["groups"]["Average"]["ssim"] for r in runs]
-            met = all(
-                p - inp["psnr"] >= evidence_report.CONVERGED_MARGIN_DB and q >= inp["ssim"]
-                for p, q in zip(psnr, ssim, strict=True)
-            )
-            steps = s["steps"][net] if isinstance(s["steps"], dict) else s["steps"]
+            met = all(evidence_report.meets_bar(p, q, inp) for p, q in zip(psnr, ssim, strict=True))
+            steps = evidence_report.net_steps(s, [net])[net]
             lines.append(
                 f"| `{path.name}` | {net} | {steps} | {s['lr'][net]:g} | {s['crop_size']} px | "
                 f"{len(runs)} | {sum(psnr) / len(psnr):.2f} | {sum(ssim) / len(ssim):.4f} | "
@@ -99,8 +96,19 @@ def validation_block(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def blocks() -> list[tuple[Path, tuple[str, str], str, str]]:
-    """``(file, markers, key, text)`` of every generated block whose source file exists."""
+def evidence() -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The registered test results and their analysis; ``None`` before they are committed."""
+    if not EVIDENCE_JSON.exists():
+        return None
+    result = evidence_report.load(EVIDENCE_JSON)
+    return result, evidence_report.analyse(result)
+
+
+def blocks(
+    loaded: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> list[tuple[Path, tuple[str, str], str, str]]:
+    """``(file, markers, key, text)`` of every generated block whose source file exists
+    (``loaded``: :func:`evidence`'s answer when the caller has it already)."""
     out: list[tuple[Path, tuple[str, str], str, str]] = []
     if DEMO_JSON.exists():
         demo = json.loads(DEMO_JSON.read_text())
@@ -114,9 +122,9 @@ def blocks() -> list[tuple[Path, tuple[str, str], str, str]]:
         out.append(
             (RESULTS_MD, evidence_report.MARKERS, "validation", validation_block(validation))
         )
-    if EVIDENCE_JSON.exists():
-        result = evidence_report.load(EVIDENCE_JSON)
-        analysis = evidence_report.analyse(result)
+    loaded = loaded or evidence()
+    if loaded is not None:
+        result, analysis = loaded
         title = "Evidence: the registered protocol, test split"
         out.append(
             (README, evidence_report.MARKERS, "conclusion",
@@ -160,14 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         return 1 if problems else 0
-    for path, markers, key, text in blocks():
+    loaded = evidence()
+    for path, markers, key, text in blocks(loaded):
         evidence_report.write_block(path, key, text, markers=markers)
         print(f"published: {path.relative_to(ROOT)} {markers[0].format(key)}")
-    if EVIDENCE_JSON.exists():
-        result = evidence_report.load(EVIDENCE_JSON)
-        evidence_report.forest_plot(
-            evidence_report.analyse(result), FOREST_PNG, "ERL arm - L1 baseline, test split"
-        )
+    if loaded is not None:
+        evidence_report.forest_plot(loaded[1], FOREST_PNG, "ERL arm - L1 baseline, test split")
         print(f"published: {FOREST_PNG.relative_to(ROOT)}")
     return 0
 
